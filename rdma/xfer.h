@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xfer.h - the transfer engine: every byte that moves between a node's arena and a buffer goes
+ * through one batch API, whatever carries it (memcpy, TCP, RDMA verbs).
+ *
+ * A caller fills an array of struct kvfs_xfer_op and submits it as one batch. The engine groups
+ * the operations by peer, sorts them by remote offset, and merges neighbours that are contiguous
+ * both in the peer's arena and in local memory into one transfer, so a 64-page contiguous read
+ * costs one transfer. The batch is a future: poll it or wait on it; each operation gets its own
+ * result. Every batch has a deadline; operations not done by then fail with -ETIMEDOUT, and
+ * operations to a peer declared dead fail with -ESTALE.
+ *
+ * Backends fill struct kvfs_xfer_backend_ops (see xfer_i.h). The engine picks one per peer:
+ * `local` for this node, later `verbs` where both sides have RDMA and `tcp` otherwise.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <stddef.h>
+
+struct kvfs_arena;
+struct kvfs_xfer_engine;
+struct kvfs_xfer_batch;
+
+enum kvfs_xfer_dir {
+	KVFS_XFER_READ = 0,  /* peer arena -> local buffer */
+	KVFS_XFER_WRITE = 1, /* local buffer -> peer arena */
+};
+
+struct kvfs_xfer_op {
+	uint8_t dir;	     /* enum kvfs_xfer_dir */
+	uint32_t node;	     /* peer node id (may be this node) */
+	uint32_t incarnation; /* the peer incarnation the offset belongs to; 0 = any */
+	uint64_t remote_off; /* byte offset in the peer's arena */
+	void *buf;	     /* local buffer */
+	uint32_t len;	     /* bytes */
+	int result;	     /* out: 0 or a negative errno, valid once the batch is done */
+};
+
+enum kvfs_xfer_backend_id {
+	KVFS_XFER_LOCAL = 0,
+	KVFS_XFER_TCP = 1,
+	KVFS_XFER_VERBS = 2,
+	KVFS_XFER_NBACKENDS
+};
+
+struct kvfs_xfer_config {
+	uint32_t self_node;	      /* this node's id */
+	uint32_t self_incarnation;    /* this node's incarnation */
+	struct kvfs_arena *arena;     /* this node's arena (the local backend serves it) */
+	uint64_t default_timeout_ns;  /* deadline of a batch submitted with timeout 0 */
+};
+
+/* Counters per backend; all monotonic. */
+struct kvfs_xfer_counters {
+	uint64_t ops;	    /* operations submitted */
+	uint64_t transfers; /* transfers issued after merging */
+	uint64_t bytes;	    /* bytes moved */
+	uint64_t errors;    /* operations that failed */
+};
+
+/* Create / destroy the engine. Destroy waits for batches in flight. Destroy accepts NULL. */
+int kvfs_xfer_engine_create(const struct kvfs_xfer_config *cfg, struct kvfs_xfer_engine **ret);
+void kvfs_xfer_engine_destroy(struct kvfs_xfer_engine *eng);
+
+/*
+ * Submit @n operations as one batch with a deadline @timeout_ns from now (0: the engine's
+ * default). The @ops array must stay valid, and untouched by the caller, until the batch is
+ * done and released. Returns 0 and *ret_batch (a reference the caller must put), or -EINVAL for
+ * a malformed operation (zero length, unknown direction), -ENOMEM.
+ * Operations to an unknown peer complete with -EHOSTUNREACH; to an older incarnation of a peer
+ * with -ESTALE. Never blocks on the network.
+ */
+int kvfs_xfer_submit(struct kvfs_xfer_engine *eng, struct kvfs_xfer_op *ops, size_t n,
+		     uint64_t timeout_ns, struct kvfs_xfer_batch **ret_batch);
+
+/* Returns 1 when the batch is done, 0 when not yet. Never blocks. */
+int kvfs_xfer_poll(struct kvfs_xfer_batch *batch);
+
+/*
+ * Block until the batch is done (every operation succeeded, failed, or hit the deadline).
+ * Returns 0 when every operation succeeded, else the first failed operation's negative errno.
+ */
+int kvfs_xfer_wait(struct kvfs_xfer_batch *batch);
+
+/* Release the caller's reference. Accepts NULL. A batch still in flight is completed first. */
+void kvfs_xfer_batch_put(struct kvfs_xfer_batch *batch);
+
+/* Convenience: submit, wait, put. Returns kvfs_xfer_wait's result. */
+int kvfs_xfer_run(struct kvfs_xfer_engine *eng, struct kvfs_xfer_op *ops, size_t n,
+		  uint64_t timeout_ns);
+
+/* Copy the counters of backend @id. */
+void kvfs_xfer_get_counters(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend_id id,
+			    struct kvfs_xfer_counters *ret);
+
+const char *kvfs_xfer_backend_name(enum kvfs_xfer_backend_id id);
