@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fs_i.h - private state of the kvfs FUSE daemon, shared by main.c, fs.c, pagemap.c and ctl.c.
+ *
+ * Lock order (outer first): fs_inode.lock, then kvfs_fs.itable_lock. The metadata state
+ * machine and the page allocator have their own internal locks, always taken innermost; no
+ * lock of ours is held across a FUSE reply.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "meta.h"
+
+struct kvfs_arena;
+struct kvfs_palloc;
+struct kvfs_xfer_engine;
+struct fuse_session;
+
+/* Reserved inode numbers of the synthetic control tree (below KVFS_FIRST_INO). */
+#define FS_CTLDIR_INO  2ull /* /.kvfs */
+#define FS_STATS_INO   3ull /* /.kvfs/stats */
+#define FS_CTL_INO     4ull /* /.kvfs/ctl */
+#define FS_CTLDIR_NAME ".kvfs"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Page map of an open file: page index -> where it lives, open addressing. */
+
+struct fs_page {
+	uint64_t index; /* UINT64_MAX marks an empty slot */
+	struct kvfs_page_ref ref;
+	bool pending; /* allocated and written here, not yet committed */
+};
+
+struct fs_pagemap {
+	struct fs_page *slots;
+	size_t cap;   /* power of two */
+	size_t count; /* live entries */
+	size_t npending;
+};
+
+void fs_pagemap_init(struct fs_pagemap *pm);
+void fs_pagemap_fini(struct fs_pagemap *pm);
+struct fs_page *fs_pagemap_find(const struct fs_pagemap *pm, uint64_t index);
+/* Insert or overwrite. Returns the slot, or NULL without memory. */
+struct fs_page *fs_pagemap_put(struct fs_pagemap *pm, uint64_t index,
+			       const struct kvfs_page_ref *ref, bool pending);
+/* Remove every entry with index >= @first; call @fn on each removed one. */
+void fs_pagemap_drop_from(struct fs_pagemap *pm, uint64_t first,
+			  void (*fn)(void *ctx, const struct fs_page *p), void *ctx);
+/* Visit every entry. */
+void fs_pagemap_each(const struct fs_pagemap *pm, void (*fn)(void *ctx, struct fs_page *p),
+		     void *ctx);
+
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * What the daemon knows of a file while it is open on this node. Loaded from the metadata
+ * layout at the first open, kept until the last release. Writes land here first (pending
+ * pages, the new size) and are committed on flush/fsync/release.
+ */
+struct fs_open {
+	struct fs_pagemap pages;
+	uint64_t size; /* current size, including uncommitted writes */
+	uint64_t committed_size;
+	uint32_t page_size;
+	uint32_t pool;
+	uint64_t max_file_size;
+	bool dirty;	  /* size or pages changed since the last commit */
+	bool lost;	  /* KVFS_ATTR_LOST: reads fail with EIO */
+	int64_t mtime_ns; /* of the last local write */
+	unsigned nopen;	  /* open handles */
+};
+
+/* An inode the kernel knows (lookup count > 0) or that has open handles. */
+struct fs_inode {
+	uint64_t ino;
+	struct fs_inode *hnext; /* guarded by fs->itable_lock */
+	uint64_t nlookup;	/* guarded by fs->itable_lock */
+	unsigned refs;		/* in-flight users; guarded by fs->itable_lock */
+
+	pthread_rwlock_t lock;
+	struct fs_open *open;	 /* guarded by lock; non-NULL while open */
+	uint64_t content_gen;	 /* guarded by lock; bumped by every local change of content */
+	uint64_t cached_version; /* guarded by lock; meta version the kernel page cache holds */
+	uint64_t cached_gen;	 /* guarded by lock; content_gen the kernel page cache holds */
+	bool cache_valid;	 /* guarded by lock */
+};
+
+enum fs_handle_kind {
+	FS_H_FILE,
+	FS_H_DIR,
+	FS_H_STATS,
+	FS_H_CTL,
+};
+
+struct fs_handle {
+	enum fs_handle_kind kind;
+	struct fs_inode *inode; /* FS_H_FILE */
+	uint64_t lease;		/* FS_H_FILE */
+	int flags;		/* open flags */
+	char *buf;		/* FS_H_STATS, FS_H_CTL: the reply to serve */
+	size_t len;
+	pthread_mutex_t lock; /* FS_H_CTL: one request at a time */
+};
+
+struct fs_counters {
+	_Atomic uint64_t lookups, getattrs, opens, releases, reads, read_bytes, writes, write_bytes,
+		commits, creates, unlinks, renames, mkdirs, rmdirs, readdirs, truncates, fsyncs,
+		evict_notices, read_holes, read_errors, write_errors;
+};
+
+struct kvfs_fs {
+	struct kvfs_meta *meta;
+	struct kvfs_arena *arena;
+	struct kvfs_palloc *palloc;
+	struct kvfs_xfer_engine *xfer;
+	struct fuse_session *se;
+	uint32_t node;
+	uint32_t incarnation;
+	uint64_t arena_size;
+
+	double entry_timeout;
+	double attr_timeout;
+	const void *zero; /* KVFS_PAGE_MAX bytes of zeros for holes */
+
+	pthread_mutex_t itable_lock;
+	struct fs_inode **itable; /* guarded by itable_lock */
+	size_t itable_cap;	  /* guarded by itable_lock */
+	size_t itable_count;	  /* guarded by itable_lock */
+
+	/* kernel cache invalidations requested by the state machine (eviction) */
+	pthread_mutex_t notify_lock;
+	pthread_cond_t notify_cond;
+	struct fs_notice *notices; /* guarded by notify_lock */
+	bool notify_stop;	   /* guarded by notify_lock */
+	pthread_t notify_thread;
+	bool notify_started;
+
+	char *mountpoint;
+	_Atomic bool inited; /* FUSE INIT done */
+	struct fs_counters ctr;
+};
+
+/* fs.c */
+extern const struct fuse_lowlevel_ops kvfs_fs_ops;
+int kvfs_fs_init(struct kvfs_fs *fs);
+void kvfs_fs_fini(struct kvfs_fs *fs);
+void kvfs_fs_meta_removed(void *ctx, uint64_t parent, const char *name, uint64_t ino);
+int kvfs_fs_start_notifier(struct kvfs_fs *fs);
+void kvfs_fs_stop_notifier(struct kvfs_fs *fs);
+/* Ask the notifier to drop the kernel's dentry of @name in @parent (ino 0: not a deletion). */
+
+/* ctl.c */
+int kvfs_fs_stats_json(struct kvfs_fs *fs, char **ret_buf, size_t *ret_len);
+/* Run one control request (a JSON text); always produces a reply (an error reply on failure).
+ * Returns 0, or -EINVAL when the request is not a JSON object with a "cmd". */
+int kvfs_fs_ctl(struct kvfs_fs *fs, const char *req, size_t len, char **ret_buf, size_t *ret_len);
+int kvfs_parse_size(const char *s, uint64_t *ret);
