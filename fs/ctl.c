@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,14 +80,46 @@ static json_t *pool_json(const struct kvfs_pool_attr *p)
 			 "evicted_bytes", (json_int_t)p->evicted_bytes);
 }
 
-#define LOADC(x) ((json_int_t)atomic_load_explicit(&fs->ctr.x, memory_order_relaxed))
+#define COUNTER(x)                                                                                 \
+	{                                                                                          \
+#x, offsetof(struct fs_counters, x)                                                \
+	}
+
+static const struct {
+	const char *name;
+	size_t offset;
+} fs_counter_names[] = {
+	COUNTER(lookups),
+	COUNTER(getattrs),
+	COUNTER(opens),
+	COUNTER(releases),
+	COUNTER(reads),
+	COUNTER(read_bytes),
+	COUNTER(read_holes),
+	COUNTER(read_errors),
+	COUNTER(writes),
+	COUNTER(write_bytes),
+	COUNTER(write_errors),
+	COUNTER(commits),
+	COUNTER(creates),
+	COUNTER(unlinks),
+	COUNTER(renames),
+	COUNTER(mkdirs),
+	COUNTER(rmdirs),
+	COUNTER(readdirs),
+	COUNTER(truncates),
+	COUNTER(fsyncs),
+	COUNTER(evict_notices),
+	COUNTER(cache_pushes),
+	COUNTER(cache_push_bytes),
+};
 
 static json_t *stats_json(struct kvfs_fs *fs)
 {
 	struct kvfs_palloc_stats ps;
 	struct kvfs_pool_attr *pools = NULL;
 	size_t npools = 0;
-	json_t *root, *jp, *xf;
+	json_t *root, *jp, *xf, *fsj;
 
 	kvfs_palloc_get_stats(fs->palloc, &ps);
 	root = json_object();
@@ -105,19 +138,16 @@ static json_t *stats_json(struct kvfs_fs *fs)
 		free(pools);
 	}
 	json_object_set_new(root, "pools", jp);
-	json_object_set_new(
-		root, "fs",
-		json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			  "s:I, s:I, s:I, s:I, s:I, s:I}",
-			  "lookups", LOADC(lookups), "getattrs", LOADC(getattrs), "opens",
-			  LOADC(opens), "releases", LOADC(releases), "reads", LOADC(reads),
-			  "read_bytes", LOADC(read_bytes), "read_holes", LOADC(read_holes),
-			  "read_errors", LOADC(read_errors), "writes", LOADC(writes), "write_bytes",
-			  LOADC(write_bytes), "write_errors", LOADC(write_errors), "commits",
-			  LOADC(commits), "creates", LOADC(creates), "unlinks", LOADC(unlinks),
-			  "renames", LOADC(renames), "mkdirs", LOADC(mkdirs), "rmdirs",
-			  LOADC(rmdirs), "readdirs", LOADC(readdirs), "truncates", LOADC(truncates),
-			  "evict_notices", LOADC(evict_notices)));
+	fsj = json_object();
+	for (size_t i = 0; i < sizeof(fs_counter_names) / sizeof(fs_counter_names[0]); i++) {
+		_Atomic uint64_t *c =
+			(_Atomic uint64_t *)((char *)&fs->ctr + fs_counter_names[i].offset);
+
+		json_object_set_new(
+			fsj, fs_counter_names[i].name,
+			json_integer((json_int_t)atomic_load_explicit(c, memory_order_relaxed)));
+	}
+	json_object_set_new(root, "fs", fsj);
 	xf = json_object();
 	for (int b = 0; b < KVFS_XFER_NBACKENDS; b++) {
 		struct kvfs_xfer_counters c;

@@ -819,16 +819,26 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 		}
 	}
 	in->open->nopen++;
-	if ((fi->flags & O_DIRECT) || (fi->flags & O_ACCMODE) != O_RDONLY) {
+	if ((fi->flags & O_DIRECT) || (fi->flags & O_ACCMODE) != O_RDONLY ||
+	    fs->cache_mode == FS_CACHE_DIRECT) {
 		fi->direct_io = 1;
 	} else {
 		uint64_t version = l->attr.version;
+		bool warm = in->cache_valid && in->cached_version == version &&
+			    in->cached_gen == in->content_gen;
 
-		fi->keep_cache = in->cache_valid && in->cached_version == version &&
-				 in->cached_gen == in->content_gen;
-		in->cache_valid = true;
-		in->cached_version = version;
-		in->cached_gen = in->content_gen;
+		/* nothing to commit from a read-only handle: spare close() its FLUSH round trip */
+		fi->noflush = 1;
+		if (warm || fs->cache_mode == FS_CACHE_PAGE) {
+			fi->keep_cache = warm;
+			in->cache_valid = true;
+			in->cached_version = version;
+			in->cached_gen = in->content_gen;
+		} else {
+			/* cold under auto: read directly, push into the page cache at release */
+			fi->direct_io = 1;
+			h->push_on_release = true;
+		}
 	}
 	pthread_rwlock_unlock(&in->lock);
 
@@ -1283,6 +1293,8 @@ err_unlock:
 	fuse_reply_err(req, -r);
 }
 
+static void queue_push(struct kvfs_fs *fs, uint64_t ino);
+
 static int commit_handle(struct kvfs_fs *fs, struct fs_handle *h)
 {
 	int r;
@@ -1320,12 +1332,20 @@ static void kvfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	if (h->kind == FS_H_FILE) {
 		struct fs_inode *in = h->inode;
 
+		bool push = false;
+
 		CTR(fs, releases);
 		pthread_rwlock_wrlock(&in->lock);
 		r = commit_locked(fs, in);
 		if (--in->open->nopen == 0)
 			open_destroy(fs, in);
+		if (h->push_on_release && !in->push_queued && !in->cache_valid) {
+			in->push_queued = true;
+			push = true;
+		}
 		pthread_rwlock_unlock(&in->lock);
+		if (push)
+			queue_push(fs, in->ino);
 		fs->meta->ops->close(fs->meta, ino, h->lease);
 		inode_put(fs, in, 0);
 	}
@@ -1822,9 +1842,97 @@ const struct fuse_lowlevel_ops kvfs_fs_ops = {
 
 struct fs_notice {
 	struct fs_notice *next;
+	bool push; /* push ino's pages into the page cache; else drop parent/name */
 	uint64_t parent, ino;
 	char name[];
 };
+
+static void notice_add(struct kvfs_fs *fs, struct fs_notice *n)
+{
+	pthread_mutex_lock(&fs->notify_lock);
+	n->next = fs->notices;
+	fs->notices = n;
+	pthread_cond_signal(&fs->notify_cond);
+	pthread_mutex_unlock(&fs->notify_lock);
+}
+
+static void queue_push(struct kvfs_fs *fs, uint64_t ino)
+{
+	struct fs_notice *n = calloc(1, sizeof(*n) + 1);
+	struct fs_inode *in;
+
+	if (n) {
+		n->push = true;
+		n->ino = ino;
+		notice_add(fs, n);
+		return;
+	}
+	in = inode_find(fs, ino);
+	if (in) {
+		pthread_rwlock_wrlock(&in->lock);
+		in->push_queued = false;
+		pthread_rwlock_unlock(&in->lock);
+		inode_put(fs, in, 0);
+	}
+}
+
+/*
+ * Copy a file's pages into the kernel page cache (fuse_lowlevel_notify_store), then declare
+ * the cache valid for the version and local generation seen before the copy, unless either
+ * moved meanwhile. Pages are pinned while the kernel copies them. Runs on the notifier thread.
+ */
+static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
+{
+	struct kvfs_layout *l = NULL;
+	struct fs_inode *in;
+	uint64_t gen, P;
+	bool ok = true;
+
+	in = inode_find(fs, ino);
+	if (!in)
+		return; /* the kernel forgot the inode: nothing to fill */
+	pthread_rwlock_rdlock(&in->lock);
+	gen = in->content_gen;
+	pthread_rwlock_unlock(&in->lock);
+	if (fs->meta->ops->layout(fs->meta, ino, &l) < 0 || (l->attr.flags & KVFS_ATTR_LOST)) {
+		ok = false;
+		goto out;
+	}
+	P = l->attr.page_size;
+	for (size_t i = 0; i < l->npages && ok; i++) {
+		const struct kvfs_page_entry *pe = &l->pages[i];
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+		uint64_t off = pe->index * P, len;
+
+		if (off >= l->attr.size)
+			break;
+		if (pe->ref.node != fs->node || pe->ref.incarnation != fs->incarnation)
+			continue; /* remote pages stay remote until read */
+		len = l->attr.size - off < P ? l->attr.size - off : P;
+		if (kvfs_palloc_pin(fs->palloc, pe->ref.off) < 0) {
+			ok = false;
+			break;
+		}
+		bv.buf[0].mem = kvfs_arena_ptr(fs->arena, pe->ref.off);
+		bv.buf[0].size = len;
+		if (fuse_lowlevel_notify_store(fs->se, ino, off, &bv, 0) < 0)
+			ok = false;
+		kvfs_palloc_unpin(fs->palloc, pe->ref.off);
+		CTR_ADD(fs, cache_push_bytes, len);
+	}
+out:
+	pthread_rwlock_wrlock(&in->lock);
+	in->push_queued = false;
+	if (ok && l && in->content_gen == gen) {
+		in->cache_valid = true;
+		in->cached_version = l->attr.version;
+		in->cached_gen = gen;
+		CTR(fs, cache_pushes);
+	}
+	pthread_rwlock_unlock(&in->lock);
+	kvfs_layout_free(l);
+	inode_put(fs, in, 0);
+}
 
 void kvfs_fs_meta_removed(void *ctx, uint64_t parent, const char *name, uint64_t ino)
 {
@@ -1834,14 +1942,11 @@ void kvfs_fs_meta_removed(void *ctx, uint64_t parent, const char *name, uint64_t
 
 	if (!n)
 		return; /* the kernel keeps a stale dentry until its timeout: lookups still fail */
+	n->push = false;
 	n->parent = parent;
 	n->ino = ino;
 	memcpy(n->name, name, len + 1);
-	pthread_mutex_lock(&fs->notify_lock);
-	n->next = fs->notices;
-	fs->notices = n;
-	pthread_cond_signal(&fs->notify_cond);
-	pthread_mutex_unlock(&fs->notify_lock);
+	notice_add(fs, n);
 }
 
 /* Notifications must not be sent from a request handler that the kernel may be waiting on
@@ -1864,7 +1969,9 @@ static void *notify_main(void *arg)
 		while (n) {
 			struct fs_notice *next = n->next;
 
-			if (fs->se && n->ino) {
+			if (fs->se && n->push) {
+				push_to_page_cache(fs, n->ino);
+			} else if (fs->se && n->ino) {
 				fuse_lowlevel_notify_delete(fs->se, n->parent, n->ino, n->name,
 							    strlen(n->name));
 				CTR(fs, evict_notices);

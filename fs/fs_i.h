@@ -89,6 +89,21 @@ struct fs_inode {
 	uint64_t cached_version; /* guarded by lock; meta version the kernel page cache holds */
 	uint64_t cached_gen;	 /* guarded by lock; content_gen the kernel page cache holds */
 	bool cache_valid;	 /* guarded by lock */
+	bool push_queued;	 /* guarded by lock; a page-cache push is waiting (--cache auto) */
+};
+
+/*
+ * How read-only opens use the kernel page cache.
+ *   page:   always through the page cache, kept across opens while the file is unchanged.
+ *   direct: never (every read is one copy from the arena into the reader's buffer).
+ *   auto:   the first read of a changed file is direct (one copy, nothing duplicated for a
+ *           read-once KV load); when that handle closes the daemon pushes the file into the
+ *           page cache in the background (notify_store), and later opens read it warm.
+ */
+enum fs_cache_mode {
+	FS_CACHE_AUTO,
+	FS_CACHE_PAGE,
+	FS_CACHE_DIRECT,
 };
 
 enum fs_handle_kind {
@@ -103,6 +118,7 @@ struct fs_handle {
 	struct fs_inode *inode; /* FS_H_FILE */
 	uint64_t lease;		/* FS_H_FILE */
 	int flags;		/* open flags */
+	bool push_on_release;	/* FS_H_FILE: a cold direct read under --cache auto */
 	char *buf;		/* FS_H_STATS, FS_H_CTL: the reply to serve */
 	size_t len;
 	pthread_mutex_t lock; /* FS_H_CTL: one request at a time */
@@ -111,7 +127,8 @@ struct fs_handle {
 struct fs_counters {
 	_Atomic uint64_t lookups, getattrs, opens, releases, reads, read_bytes, writes, write_bytes,
 		commits, creates, unlinks, renames, mkdirs, rmdirs, readdirs, truncates, fsyncs,
-		evict_notices, read_holes, read_errors, write_errors;
+		evict_notices, read_holes, read_errors, write_errors, cache_pushes,
+		cache_push_bytes;
 };
 
 struct kvfs_fs {
@@ -124,6 +141,7 @@ struct kvfs_fs {
 	uint32_t incarnation;
 	uint64_t arena_size;
 
+	enum fs_cache_mode cache_mode;
 	double entry_timeout;
 	double attr_timeout;
 	const void *zero; /* KVFS_PAGE_MAX bytes of zeros for holes */

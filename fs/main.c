@@ -54,6 +54,7 @@ struct options {
 	char *fuse_opts;
 	struct pool_opt *pools;
 	unsigned threads;
+	enum fs_cache_mode cache;
 };
 
 static void usage(FILE *f)
@@ -75,6 +76,8 @@ static void usage(FILE *f)
 		"      --sync              fsync the metadata store on every change\n"
 		"      --timeout SECS      kernel entry/attribute cache timeout (default 3600)\n"
 		"      --threads N         maximum FUSE worker threads (default 16)\n"
+		"      --cache MODE        page cache for read-only opens: auto (default: first read\n"
+		"                          direct, then pushed into the page cache), page, direct\n"
 		"  -o OPTS                 extra FUSE mount options (e.g. allow_other)\n"
 		"  -h, --help              this help\n"
 		"  -V, --version           print the version\n"
@@ -159,7 +162,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		OPT_PREFAULT,
 		OPT_SYNC,
 		OPT_TIMEOUT,
-		OPT_THREADS
+		OPT_THREADS,
+		OPT_CACHE
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -174,6 +178,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"sync", no_argument, NULL, OPT_SYNC},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"threads", required_argument, NULL, OPT_THREADS},
+		{"cache", required_argument, NULL, OPT_CACHE},
 		{NULL, 0, NULL, 0},
 	};
 	struct pool_opt **tail = &o->pools;
@@ -246,6 +251,18 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->threads = (unsigned)strtoul(optarg, NULL, 10);
 			if (o->threads < 1)
 				o->threads = 1;
+			break;
+		case OPT_CACHE:
+			if (!strcmp(optarg, "auto")) {
+				o->cache = FS_CACHE_AUTO;
+			} else if (!strcmp(optarg, "page")) {
+				o->cache = FS_CACHE_PAGE;
+			} else if (!strcmp(optarg, "direct")) {
+				o->cache = FS_CACHE_DIRECT;
+			} else {
+				fprintf(stderr, "kvfs: --cache: want auto, page or direct\n");
+				return -EINVAL;
+			}
 			break;
 		default:
 			usage(stderr);
@@ -574,6 +591,7 @@ int main(int argc, char **argv)
 	kvfs_fs_init(&fs);
 	fs.mountpoint = real_mnt;
 	fs.entry_timeout = fs.attr_timeout = o.timeout;
+	fs.cache_mode = o.cache;
 	fs.zero = mmap(NULL, KVFS_PAGE_MAX, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fs.zero == MAP_FAILED) {
 		r = -errno;
