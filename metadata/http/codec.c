@@ -1,0 +1,656 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * codec.c - JSON encoding and strict decoding of kvfs-meta's bodies (see codec.h, API.md).
+ *
+ * Every decoder goes through the typed field helpers, so each error names its field and the
+ * -EPROTO (shape) / -EINVAL (range) split is made in one place.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+int kvfs_meta_json_fail(struct kvfs_meta_json_error *err, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+int kvfs_meta_json_parse(const char *buf, size_t len, json_t **ret,
+			 struct kvfs_meta_json_error *err)
+{
+	json_error_t je;
+	json_t *j;
+
+	if (!buf || !len)
+		return kvfs_meta_json_fail(err, -EPROTO, "empty body: a JSON object is required");
+	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return kvfs_meta_json_fail(err, -EPROTO, "malformed JSON at line %d column %d: %s",
+					   je.line, je.column, je.text);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return kvfs_meta_json_fail(err, -EPROTO, "the body must be a JSON object");
+	}
+	*ret = j;
+	return 0;
+}
+
+/* The field, or NULL when missing (an error when required; JSON null counts as missing). */
+static int field(const json_t *obj, const char *name, bool required, json_t **ret,
+		 struct kvfs_meta_json_error *err)
+{
+	json_t *v = json_is_object(obj) ? json_object_get(obj, name) : NULL;
+
+	if (!json_is_object(obj))
+		return kvfs_meta_json_fail(err, -EPROTO, "expected an object around '%s'", name);
+	if (v && json_is_null(v))
+		v = NULL;
+	if (!v && required)
+		return kvfs_meta_json_fail(err, -EPROTO, "missing field '%s'", name);
+	*ret = v;
+	return 0;
+}
+
+static int int_value(const json_t *v, const char *name, json_int_t *ret,
+		     struct kvfs_meta_json_error *err)
+{
+	if (!json_is_integer(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "field '%s' must be an integer", name);
+	*ret = json_integer_value(v);
+	return 0;
+}
+
+int kvfs_meta_json_u64(const json_t *obj, const char *name, bool required, uint64_t def,
+		       uint64_t *ret, struct kvfs_meta_json_error *err)
+{
+	json_t *v = NULL;
+	json_int_t x = 0;
+	int r = field(obj, name, required, &v, err);
+
+	if (r)
+		return r;
+	if (!v) {
+		*ret = def;
+		return 0;
+	}
+	r = int_value(v, name, &x, err);
+	if (r)
+		return r;
+	if (x < 0)
+		return kvfs_meta_json_fail(err, -EINVAL, "field '%s' must not be negative", name);
+	*ret = (uint64_t)x;
+	return 0;
+}
+
+int kvfs_meta_json_u32(const json_t *obj, const char *name, bool required, uint32_t def,
+		       uint32_t *ret, struct kvfs_meta_json_error *err)
+{
+	uint64_t x;
+	int r = kvfs_meta_json_u64(obj, name, required, def, &x, err);
+
+	if (r)
+		return r;
+	if (x > UINT32_MAX)
+		return kvfs_meta_json_fail(err, -EINVAL, "field '%s' is out of range", name);
+	*ret = (uint32_t)x;
+	return 0;
+}
+
+int kvfs_meta_json_i64(const json_t *obj, const char *name, bool required, int64_t def,
+		       int64_t *ret, struct kvfs_meta_json_error *err)
+{
+	json_t *v = NULL;
+	json_int_t x = 0;
+	int r = field(obj, name, required, &v, err);
+
+	if (r)
+		return r;
+	if (!v) {
+		*ret = def;
+		return 0;
+	}
+	r = int_value(v, name, &x, err);
+	if (r)
+		return r;
+	*ret = x;
+	return 0;
+}
+
+int kvfs_meta_json_bool(const json_t *obj, const char *name, bool required, bool def, bool *ret,
+			struct kvfs_meta_json_error *err)
+{
+	json_t *v = NULL;
+	int r = field(obj, name, required, &v, err);
+
+	if (r)
+		return r;
+	if (!v) {
+		*ret = def;
+		return 0;
+	}
+	if (!json_is_boolean(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "field '%s' must be true or false", name);
+	*ret = json_is_true(v);
+	return 0;
+}
+
+int kvfs_meta_json_str(const json_t *obj, const char *name, bool required, const char *def,
+		       char *buf, size_t max, struct kvfs_meta_json_error *err)
+{
+	json_t *v = NULL;
+	size_t len;
+	int r = field(obj, name, required, &v, err);
+
+	if (r)
+		return r;
+	if (!v) {
+		snprintf(buf, max + 1, "%s", def ? def : "");
+		return 0;
+	}
+	if (!json_is_string(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "field '%s' must be a string", name);
+	len = json_string_length(v);
+	if (len > max)
+		return kvfs_meta_json_fail(err, -EINVAL, "field '%s' is longer than %zu bytes",
+					   name, max);
+	if (memchr(json_string_value(v), 0, len))
+		return kvfs_meta_json_fail(err, -EINVAL, "field '%s' contains a NUL byte", name);
+	memcpy(buf, json_string_value(v), len);
+	buf[len] = 0;
+	return 0;
+}
+
+int kvfs_meta_json_array(const json_t *obj, const char *name, bool required, size_t max,
+			 json_t **ret, struct kvfs_meta_json_error *err)
+{
+	json_t *v = NULL;
+	int r = field(obj, name, required, &v, err);
+
+	if (r)
+		return r;
+	if (v && !json_is_array(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "field '%s' must be an array", name);
+	if (v && json_array_size(v) > max)
+		return kvfs_meta_json_fail(err, -EINVAL, "field '%s' has more than %zu items", name,
+					   max);
+	*ret = v;
+	return 0;
+}
+
+/* json_pack with "I" takes json_int_t; unsigned fields above INT64_MAX cannot be represented
+ * and never occur (sizes are bounded by the pool's max file size). */
+#define JI(x) ((json_int_t)(x))
+
+json_t *kvfs_meta_json_from_attr(const struct kvfs_attr *a)
+{
+	return json_pack("{sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "ino", JI(a->ino), "size",
+			 JI(a->size), "version", JI(a->version), "blocks", JI(a->blocks), "mode",
+			 JI(a->mode), "uid", JI(a->uid), "gid", JI(a->gid), "nlink", JI(a->nlink),
+			 "pool", JI(a->pool), "page_size", JI(a->page_size), "atime_ns",
+			 JI(a->atime_ns), "mtime_ns", JI(a->mtime_ns), "ctime_ns", JI(a->ctime_ns),
+			 "flags", JI(a->flags));
+}
+
+int kvfs_meta_json_to_attr(const json_t *j, bool partial, struct kvfs_attr *ret,
+			   struct kvfs_meta_json_error *err)
+{
+	struct kvfs_attr a = {0};
+	bool req = !partial;
+	int r;
+
+	if (!json_is_object(j))
+		return kvfs_meta_json_fail(err, -EPROTO, "'attr' must be an object");
+	if ((r = kvfs_meta_json_u64(j, "ino", req, 0, &a.ino, err)) ||
+	    (r = kvfs_meta_json_u64(j, "size", req, 0, &a.size, err)) ||
+	    (r = kvfs_meta_json_u64(j, "version", req, 0, &a.version, err)) ||
+	    (r = kvfs_meta_json_u64(j, "blocks", req, 0, &a.blocks, err)) ||
+	    (r = kvfs_meta_json_u32(j, "mode", req, 0, &a.mode, err)) ||
+	    (r = kvfs_meta_json_u32(j, "uid", req, 0, &a.uid, err)) ||
+	    (r = kvfs_meta_json_u32(j, "gid", req, 0, &a.gid, err)) ||
+	    (r = kvfs_meta_json_u32(j, "nlink", req, 0, &a.nlink, err)) ||
+	    (r = kvfs_meta_json_u32(j, "pool", req, 0, &a.pool, err)) ||
+	    (r = kvfs_meta_json_u32(j, "page_size", req, 0, &a.page_size, err)) ||
+	    (r = kvfs_meta_json_i64(j, "atime_ns", req, 0, &a.atime_ns, err)) ||
+	    (r = kvfs_meta_json_i64(j, "mtime_ns", req, 0, &a.mtime_ns, err)) ||
+	    (r = kvfs_meta_json_i64(j, "ctime_ns", req, 0, &a.ctime_ns, err)) ||
+	    (r = kvfs_meta_json_u32(j, "flags", false, 0, &a.flags, err)))
+		return r;
+	*ret = a;
+	return 0;
+}
+
+json_t *kvfs_meta_json_from_ref(const struct kvfs_page_ref *ref)
+{
+	return json_pack("[I I I]", JI(ref->node), JI(ref->incarnation), JI(ref->off));
+}
+
+/* Element @i of a fixed-size integer tuple. */
+static int tuple_u64(const json_t *t, size_t i, const char *what, uint64_t max, uint64_t *ret,
+		     struct kvfs_meta_json_error *err)
+{
+	json_t *v = json_array_get(t, i);
+	json_int_t x = 0;
+
+	if (!json_is_integer(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "%s: element %zu must be an integer", what,
+					   i);
+	x = json_integer_value(v);
+	if (x < 0 || (uint64_t)x > max)
+		return kvfs_meta_json_fail(err, -EINVAL, "%s: element %zu is out of range", what,
+					   i);
+	*ret = (uint64_t)x;
+	return 0;
+}
+
+int kvfs_meta_json_to_ref(const json_t *j, struct kvfs_page_ref *ret,
+			  struct kvfs_meta_json_error *err)
+{
+	uint64_t node, inc, off;
+	int r;
+
+	if (!json_is_array(j) || json_array_size(j) != 3)
+		return kvfs_meta_json_fail(err, -EPROTO,
+					   "a page ref must be [node, incarnation, off]");
+	if ((r = tuple_u64(j, 0, "page ref", UINT32_MAX, &node, err)) ||
+	    (r = tuple_u64(j, 1, "page ref", UINT32_MAX, &inc, err)) ||
+	    (r = tuple_u64(j, 2, "page ref", INT64_MAX, &off, err)))
+		return r;
+	*ret = (struct kvfs_page_ref){.node = node, .incarnation = inc, .off = off};
+	return 0;
+}
+
+json_t *kvfs_meta_json_from_pages(const struct kvfs_page_entry *pages, size_t n)
+{
+	json_t *arr = json_array();
+
+	if (!arr)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct kvfs_page_entry *p = &pages[i];
+
+		if (json_array_append_new(arr, json_pack("[I I I I]", JI(p->index), JI(p->ref.node),
+							 JI(p->ref.incarnation), JI(p->ref.off)))) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+int kvfs_meta_json_to_pages(const json_t *j, size_t max, bool sorted,
+			    struct kvfs_page_entry **ret_pages, size_t *ret_n,
+			    struct kvfs_meta_json_error *err)
+{
+	struct kvfs_page_entry *pages = NULL;
+	size_t n;
+	int r;
+
+	if (!json_is_array(j))
+		return kvfs_meta_json_fail(err, -EPROTO, "'pages' must be an array");
+	n = json_array_size(j);
+	if (n > max)
+		return kvfs_meta_json_fail(err, -EINVAL, "'pages' has more than %zu items", max);
+	if (n) {
+		pages = calloc(n, sizeof(*pages));
+		if (!pages)
+			return kvfs_meta_json_fail(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const json_t *t = json_array_get(j, i);
+		uint64_t idx, node, inc, off;
+
+		if (!json_is_array(t) || json_array_size(t) != 4) {
+			r = kvfs_meta_json_fail(err, -EPROTO,
+						"page %zu must be [index, node, incarnation, off]",
+						i);
+			goto err_free;
+		}
+		if ((r = tuple_u64(t, 0, "page", INT64_MAX, &idx, err)) ||
+		    (r = tuple_u64(t, 1, "page", UINT32_MAX, &node, err)) ||
+		    (r = tuple_u64(t, 2, "page", UINT32_MAX, &inc, err)) ||
+		    (r = tuple_u64(t, 3, "page", INT64_MAX, &off, err)))
+			goto err_free;
+		if (sorted && i && idx <= pages[i - 1].index) {
+			r = kvfs_meta_json_fail(err, -EINVAL,
+						"page indices must be strictly increasing");
+			goto err_free;
+		}
+		pages[i] = (struct kvfs_page_entry){
+			.index = idx, .ref = {.node = node, .incarnation = inc, .off = off}};
+	}
+	*ret_pages = pages;
+	*ret_n = n;
+	return 0;
+
+err_free:
+	free(pages);
+	return r;
+}
+
+json_t *kvfs_meta_json_from_layout(const struct kvfs_layout *l)
+{
+	return json_pack("{s o s o}", "attr", kvfs_meta_json_from_attr(&l->attr), "pages",
+			 kvfs_meta_json_from_pages(l->pages, l->npages));
+}
+
+int kvfs_meta_json_to_layout(const json_t *j, struct kvfs_layout **ret,
+			     struct kvfs_meta_json_error *err)
+{
+	struct kvfs_layout *l;
+	json_t *a = NULL, *p = NULL;
+	int r;
+
+	if ((r = field(j, "attr", true, &a, err)) || (r = field(j, "pages", true, &p, err)))
+		return r;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return kvfs_meta_json_fail(err, -ENOMEM, "out of memory");
+	r = kvfs_meta_json_to_attr(a, false, &l->attr, err);
+	if (r)
+		goto err_free;
+	r = kvfs_meta_json_to_pages(p, SIZE_MAX, true, &l->pages, &l->npages, err);
+	if (r)
+		goto err_free;
+	*ret = l;
+	return 0;
+
+err_free:
+	free(l);
+	return r;
+}
+
+json_t *kvfs_meta_json_from_dirent(const struct kvfs_dirent *d)
+{
+	return json_pack("{sI s s% so}", "cookie", JI(d->cookie), "name", d->name,
+			 strnlen(d->name, KVFS_NAME_MAX), "attr",
+			 kvfs_meta_json_from_attr(&d->attr));
+}
+
+int kvfs_meta_json_to_dirent(const json_t *j, struct kvfs_dirent *ret,
+			     struct kvfs_meta_json_error *err)
+{
+	struct kvfs_dirent d = {0};
+	json_t *a = NULL;
+	int r;
+
+	if ((r = kvfs_meta_json_u64(j, "cookie", true, 0, &d.cookie, err)) ||
+	    (r = kvfs_meta_json_str(j, "name", true, NULL, d.name, KVFS_NAME_MAX, err)) ||
+	    (r = field(j, "attr", true, &a, err)) ||
+	    (r = kvfs_meta_json_to_attr(a, false, &d.attr, err)))
+		return r;
+	if (!d.cookie)
+		return kvfs_meta_json_fail(err, -EINVAL, "field 'cookie' must not be 0");
+	*ret = d;
+	return 0;
+}
+
+json_t *kvfs_meta_json_from_pool(const struct kvfs_pool_attr *p)
+{
+	return json_pack("{sI ss sI sI sI ss sI sI sI sI sI}", "id", JI(p->id), "name", p->name,
+			 "page_size", JI(p->page_size), "capacity", JI(p->capacity),
+			 "max_file_size", JI(p->max_file_size), "evict",
+			 p->evict == KVFS_EVICT_NONE ? "none" : "lru", "root_ino", JI(p->root_ino),
+			 "used", JI(p->used), "files", JI(p->files), "evictions", JI(p->evictions),
+			 "evicted_bytes", JI(p->evicted_bytes));
+}
+
+int kvfs_meta_json_to_pool(const json_t *j, bool partial, struct kvfs_pool_attr *ret,
+			   struct kvfs_meta_json_error *err)
+{
+	struct kvfs_pool_attr p = {0};
+	char evict[8];
+	bool req = !partial;
+	int r;
+
+	if ((r = kvfs_meta_json_u32(j, "id", req, 0, &p.id, err)) ||
+	    (r = kvfs_meta_json_str(j, "name", true, NULL, p.name, KVFS_POOL_NAME_MAX, err)) ||
+	    (r = kvfs_meta_json_u32(j, "page_size", false, 0, &p.page_size, err)) ||
+	    (r = kvfs_meta_json_u64(j, "capacity", false, 0, &p.capacity, err)) ||
+	    (r = kvfs_meta_json_u64(j, "max_file_size", false, 0, &p.max_file_size, err)) ||
+	    (r = kvfs_meta_json_str(j, "evict", false, "lru", evict, sizeof(evict) - 1, err)) ||
+	    (r = kvfs_meta_json_u64(j, "root_ino", req, 0, &p.root_ino, err)) ||
+	    (r = kvfs_meta_json_u64(j, "used", req, 0, &p.used, err)) ||
+	    (r = kvfs_meta_json_u64(j, "files", req, 0, &p.files, err)) ||
+	    (r = kvfs_meta_json_u64(j, "evictions", req, 0, &p.evictions, err)) ||
+	    (r = kvfs_meta_json_u64(j, "evicted_bytes", req, 0, &p.evicted_bytes, err)))
+		return r;
+	if (!p.name[0] || strchr(p.name, '/'))
+		return kvfs_meta_json_fail(err, -EINVAL, "field 'name' must be a non-empty name");
+	if (!strcmp(evict, "lru"))
+		p.evict = KVFS_EVICT_LRU;
+	else if (!strcmp(evict, "none"))
+		p.evict = KVFS_EVICT_NONE;
+	else
+		return kvfs_meta_json_fail(err, -EINVAL,
+					   "field 'evict' must be \"lru\" or \"none\"");
+	if (p.page_size && (p.page_size & (p.page_size - 1) || p.page_size < (64u << 10) ||
+			    p.page_size > (16u << 20)))
+		return kvfs_meta_json_fail(err, -EINVAL,
+					   "field 'page_size' must be a power of two in 64 KiB .. "
+					   "16 MiB");
+	*ret = p;
+	return 0;
+}
+
+json_t *kvfs_meta_json_from_statfs(const struct kvfs_statfs *s)
+{
+	return json_pack("{sI sI sI sI sI}", "capacity", JI(s->capacity), "free", JI(s->free),
+			 "used", JI(s->used), "files", JI(s->files), "page_size", JI(s->page_size));
+}
+
+int kvfs_meta_json_to_statfs(const json_t *j, struct kvfs_statfs *ret,
+			     struct kvfs_meta_json_error *err)
+{
+	struct kvfs_statfs s = {0};
+	int r;
+
+	if ((r = kvfs_meta_json_u64(j, "capacity", true, 0, &s.capacity, err)) ||
+	    (r = kvfs_meta_json_u64(j, "free", true, 0, &s.free, err)) ||
+	    (r = kvfs_meta_json_u64(j, "used", true, 0, &s.used, err)) ||
+	    (r = kvfs_meta_json_u64(j, "files", true, 0, &s.files, err)) ||
+	    (r = kvfs_meta_json_u32(j, "page_size", true, 0, &s.page_size, err)))
+		return r;
+	*ret = s;
+	return 0;
+}
+
+json_t *kvfs_meta_json_from_node(const struct kvfs_node_info *n)
+{
+	return json_pack("{sI sI sI ss}", "id", JI(n->id), "incarnation", JI(n->incarnation),
+			 "arena_size", JI(n->arena_size), "addr", n->addr);
+}
+
+int kvfs_meta_json_to_node(const json_t *j, struct kvfs_node_info *ret,
+			   struct kvfs_meta_json_error *err)
+{
+	struct kvfs_node_info n = {0};
+	int r;
+
+	if ((r = kvfs_meta_json_u32(j, "id", false, 0, &n.id, err)) ||
+	    (r = kvfs_meta_json_u32(j, "incarnation", false, 0, &n.incarnation, err)) ||
+	    (r = kvfs_meta_json_u64(j, "arena_size", true, 0, &n.arena_size, err)) ||
+	    (r = kvfs_meta_json_str(j, "addr", false, "", n.addr, sizeof(n.addr) - 1, err)))
+		return r;
+	*ret = n;
+	return 0;
+}
+
+/* ---- 3FS bodies ---- */
+
+int kvfs_meta_json_3fs_namespace(const json_t *req, const char **ret_ns,
+				 struct kvfs_meta_json_error *err)
+{
+	json_t *v = NULL;
+	int r = field(req, "namespace", false, &v, err);
+
+	if (r)
+		return r;
+	if (!v) {
+		*ret_ns = NULL;
+		return 0;
+	}
+	if (!json_is_string(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "field 'namespace' must be a string");
+	if (json_string_length(v) > KVFS_META_HF3FS_NS_MAX ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return kvfs_meta_json_fail(err, -EINVAL,
+					   "field 'namespace' must be at most %d bytes, no NUL",
+					   KVFS_META_HF3FS_NS_MAX);
+	*ret_ns = json_string_value(v);
+	return 0;
+}
+
+static int key_of(const json_t *v, const char *what, size_t i, struct kvfs_meta_hf3fs_key *ret,
+		  struct kvfs_meta_json_error *err)
+{
+	if (!json_is_string(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "%s %zu must be a string", what, i);
+	if (json_string_length(v) > KVFS_META_HF3FS_KEY_MAX)
+		return kvfs_meta_json_fail(err, -EINVAL, "%s %zu is longer than %d bytes", what, i,
+					   KVFS_META_HF3FS_KEY_MAX);
+	*ret = (struct kvfs_meta_hf3fs_key){json_string_value(v), json_string_length(v)};
+	return 0;
+}
+
+int kvfs_meta_json_3fs_keys(const json_t *req, size_t max, struct kvfs_meta_hf3fs_key **ret,
+			    size_t *ret_n, struct kvfs_meta_json_error *err)
+{
+	struct kvfs_meta_hf3fs_key *keys;
+	json_t *arr = NULL;
+	size_t n;
+	int r = kvfs_meta_json_array(req, "keys", true, max, &arr, err);
+
+	if (r)
+		return r;
+	n = json_array_size(arr);
+	keys = malloc((n ? n : 1) * sizeof(*keys));
+	if (!keys)
+		return kvfs_meta_json_fail(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		r = key_of(json_array_get(arr, i), "key", i, &keys[i], err);
+		if (r) {
+			free(keys);
+			return r;
+		}
+	}
+	*ret = keys;
+	*ret_n = n;
+	return 0;
+}
+
+int kvfs_meta_json_3fs_key_pairs(const json_t *req, size_t max, struct kvfs_meta_hf3fs_key **ret,
+				 size_t *ret_n, struct kvfs_meta_json_error *err)
+{
+	struct kvfs_meta_hf3fs_key *keys;
+	json_t *arr = NULL;
+	size_t n;
+	int r = kvfs_meta_json_array(req, "keys", true, max, &arr, err);
+
+	if (r)
+		return r;
+	n = json_array_size(arr);
+	keys = malloc((n ? n : 1) * sizeof(*keys));
+	if (!keys)
+		return kvfs_meta_json_fail(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const json_t *t = json_array_get(arr, i), *prefix;
+
+		if (!json_is_array(t) || json_array_size(t) != 2) {
+			r = kvfs_meta_json_fail(err, -EPROTO, "keys[%zu] must be [key, prefix_key]",
+						i);
+			goto err_free;
+		}
+		prefix = json_array_get(t, 1);
+		if (!json_is_string(prefix) && !json_is_null(prefix)) {
+			r = kvfs_meta_json_fail(
+				err, -EPROTO, "keys[%zu]: prefix_key must be a string or null", i);
+			goto err_free;
+		}
+		r = key_of(json_array_get(t, 0), "key", i, &keys[i], err);
+		if (r)
+			goto err_free;
+	}
+	*ret = keys;
+	*ret_n = n;
+	return 0;
+
+err_free:
+	free(keys);
+	return r;
+}
+
+int kvfs_meta_json_3fs_confirm(const json_t *req, size_t max,
+			       struct kvfs_meta_hf3fs_confirm **ret_confirms, size_t *ret_nc,
+			       int64_t **ret_release, size_t *ret_nr,
+			       struct kvfs_meta_json_error *err)
+{
+	struct kvfs_meta_hf3fs_confirm *c = NULL;
+	int64_t *rel = NULL;
+	json_t *ca = NULL, *ra = NULL;
+	size_t nc, nr;
+	int r;
+
+	if ((r = kvfs_meta_json_array(req, "written_keys_to_confirm", false, max, &ca, err)) ||
+	    (r = kvfs_meta_json_array(req, "pages_to_release", false, max, &ra, err)))
+		return r;
+	nc = ca ? json_array_size(ca) : 0;
+	nr = ra ? json_array_size(ra) : 0;
+	c = malloc((nc ? nc : 1) * sizeof(*c));
+	rel = malloc((nr ? nr : 1) * sizeof(*rel));
+	if (!c || !rel) {
+		r = kvfs_meta_json_fail(err, -ENOMEM, "out of memory");
+		goto err_free;
+	}
+	for (size_t i = 0; i < nc; i++) {
+		const json_t *t = json_array_get(ca, i), *idx;
+
+		if (!json_is_array(t) || json_array_size(t) != 2) {
+			r = kvfs_meta_json_fail(err, -EPROTO,
+						"written_keys_to_confirm[%zu] must be [key, index]",
+						i);
+			goto err_free;
+		}
+		r = key_of(json_array_get(t, 0), "written_keys_to_confirm key", i, &c[i].key, err);
+		if (r)
+			goto err_free;
+		idx = json_array_get(t, 1);
+		if (!json_is_integer(idx)) {
+			r = kvfs_meta_json_fail(err, -EPROTO,
+						"written_keys_to_confirm[%zu]: index must be an "
+						"integer",
+						i);
+			goto err_free;
+		}
+		c[i].index = json_integer_value(idx);
+	}
+	for (size_t i = 0; i < nr; i++) {
+		const json_t *idx = json_array_get(ra, i);
+
+		if (!json_is_integer(idx)) {
+			r = kvfs_meta_json_fail(err, -EPROTO,
+						"pages_to_release[%zu] must be an integer", i);
+			goto err_free;
+		}
+		rel[i] = json_integer_value(idx);
+	}
+	*ret_confirms = c;
+	*ret_nc = nc;
+	*ret_release = rel;
+	*ret_nr = nr;
+	return 0;
+
+err_free:
+	free(c);
+	free(rel);
+	return r;
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * codec.h - JSON <-> the structs of meta.h and the 3FS request bodies, for kvfs-meta's HTTP
+ * server and client (jansson). The wire format is docs/API.md.
+ *
+ * Decoding is strict: a body that is not JSON, a field of the wrong type or a missing required
+ * field is -EPROTO; a value outside its range (negative, too large for the field, a name too
+ * long, a bad policy) is -EINVAL. Either way @err (may be NULL) gets a one-line message naming
+ * the field, which the server returns as {"error": ...}. Unknown fields are ignored, so either
+ * side may add fields without breaking the other.
+ *
+ * Numbers travel as JSON integers. Unsigned 64-bit fields must be in [0, 2^63) (jansson's
+ * json_int_t is int64_t); nanosecond times are signed.
+ *
+ * Encoders return a new reference, or NULL when out of memory. Decoders borrow their input and
+ * write their ret_* only on success. No function keeps a pointer to its arguments, except the
+ * 3FS key decoders, whose keys point into the json_t (valid while it lives). Thread-safe.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hf3fs.h"
+#include "meta.h"
+
+struct kvfs_meta_json_error {
+	char msg[192];
+};
+
+/* Parse a request or response body. Duplicate keys are refused, as is anything after the
+ * value. The top level must be an object. Returns 0 and *ret (a new reference) or -EPROTO. */
+int kvfs_meta_json_parse(const char *buf, size_t len, json_t **ret,
+			 struct kvfs_meta_json_error *err);
+
+/* Fields of an object. A missing optional field leaves *ret at @def. */
+int kvfs_meta_json_u64(const json_t *obj, const char *field, bool required, uint64_t def,
+		       uint64_t *ret, struct kvfs_meta_json_error *err);
+int kvfs_meta_json_u32(const json_t *obj, const char *field, bool required, uint32_t def,
+		       uint32_t *ret, struct kvfs_meta_json_error *err);
+int kvfs_meta_json_i64(const json_t *obj, const char *field, bool required, int64_t def,
+		       int64_t *ret, struct kvfs_meta_json_error *err);
+int kvfs_meta_json_bool(const json_t *obj, const char *field, bool required, bool def, bool *ret,
+			struct kvfs_meta_json_error *err);
+/* A string without NUL bytes of at most @max bytes, copied into @buf (max + 1 bytes). */
+int kvfs_meta_json_str(const json_t *obj, const char *field, bool required, const char *def,
+		       char *buf, size_t max, struct kvfs_meta_json_error *err);
+/* The array field, borrowed; -EPROTO when missing (required) or not an array, -EINVAL when
+ * longer than @max. A missing optional array gives *ret = NULL. */
+int kvfs_meta_json_array(const json_t *obj, const char *field, bool required, size_t max,
+			 json_t **ret, struct kvfs_meta_json_error *err);
+
+/* Format into @err (may be NULL) and return @r. */
+int kvfs_meta_json_fail(struct kvfs_meta_json_error *err, int r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* struct kvfs_attr as an object with every field. Decoding with @partial accepts missing
+ * fields (left 0), for setattr bodies. */
+json_t *kvfs_meta_json_from_attr(const struct kvfs_attr *a);
+int kvfs_meta_json_to_attr(const json_t *j, bool partial, struct kvfs_attr *ret,
+			   struct kvfs_meta_json_error *err);
+
+/* A page ref as [node, incarnation, off]; a page entry as [index, node, incarnation, off]. */
+json_t *kvfs_meta_json_from_ref(const struct kvfs_page_ref *ref);
+int kvfs_meta_json_to_ref(const json_t *j, struct kvfs_page_ref *ret,
+			  struct kvfs_meta_json_error *err);
+json_t *kvfs_meta_json_from_pages(const struct kvfs_page_entry *pages, size_t n);
+/* An array of page entries. *ret_pages is malloc'd (NULL when empty); -EINVAL when longer than
+ * @max, or when @sorted and the indices are not strictly increasing. */
+int kvfs_meta_json_to_pages(const json_t *j, size_t max, bool sorted,
+			    struct kvfs_page_entry **ret_pages, size_t *ret_n,
+			    struct kvfs_meta_json_error *err);
+
+/* A layout as {"attr": {...}, "pages": [[index, node, incarnation, off], ...]}. The decoded
+ * layout is malloc'd: free with kvfs_layout_free(). */
+json_t *kvfs_meta_json_from_layout(const struct kvfs_layout *l);
+int kvfs_meta_json_to_layout(const json_t *j, struct kvfs_layout **ret,
+			     struct kvfs_meta_json_error *err);
+
+/* struct kvfs_dirent as {"cookie", "name", "attr"}. */
+json_t *kvfs_meta_json_from_dirent(const struct kvfs_dirent *d);
+int kvfs_meta_json_to_dirent(const json_t *j, struct kvfs_dirent *ret,
+			     struct kvfs_meta_json_error *err);
+
+/* struct kvfs_pool_attr; "evict" is "lru" or "none". Decoding for pool create accepts
+ * missing output fields (@partial). */
+json_t *kvfs_meta_json_from_pool(const struct kvfs_pool_attr *p);
+int kvfs_meta_json_to_pool(const json_t *j, bool partial, struct kvfs_pool_attr *ret,
+			   struct kvfs_meta_json_error *err);
+
+json_t *kvfs_meta_json_from_statfs(const struct kvfs_statfs *s);
+int kvfs_meta_json_to_statfs(const json_t *j, struct kvfs_statfs *ret,
+			     struct kvfs_meta_json_error *err);
+
+/* struct kvfs_node_info as {"id", "incarnation", "arena_size", "addr"}; on decode id and
+ * incarnation may be missing (a register request). */
+json_t *kvfs_meta_json_from_node(const struct kvfs_node_info *n);
+int kvfs_meta_json_to_node(const json_t *j, struct kvfs_node_info *ret,
+			   struct kvfs_meta_json_error *err);
+
+/*
+ * 3FS request bodies. "namespace" is optional (NULL when missing, meaning "kv"); the returned
+ * pointer is into @req. Each key array is malloc'd by the decoder (free() it) and points into
+ * @req's strings. @max bounds the array length (-EINVAL beyond).
+ */
+int kvfs_meta_json_3fs_namespace(const json_t *req, const char **ret_ns,
+				 struct kvfs_meta_json_error *err);
+/* {"keys": ["k", ...]} (exists, delete_keys, get_page_indices) */
+int kvfs_meta_json_3fs_keys(const json_t *req, size_t max, struct kvfs_meta_hf3fs_key **ret,
+			    size_t *ret_n, struct kvfs_meta_json_error *err);
+/* {"keys": [["k", "prefix"], ...]} (reserve_and_allocate_page_indices). The prefix key must be
+ * a string or null and is otherwise unused. */
+int kvfs_meta_json_3fs_key_pairs(const json_t *req, size_t max, struct kvfs_meta_hf3fs_key **ret,
+				 size_t *ret_n, struct kvfs_meta_json_error *err);
+/* {"written_keys_to_confirm": [["k", index], ...], "pages_to_release": [index, ...]}, both
+ * optional (empty). */
+int kvfs_meta_json_3fs_confirm(const json_t *req, size_t max,
+			       struct kvfs_meta_hf3fs_confirm **ret_confirms, size_t *ret_nc,
+			       int64_t **ret_release, size_t *ret_nr,
+			       struct kvfs_meta_json_error *err);

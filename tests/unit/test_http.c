@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_http.c - Check runner for metadata/http/: the JSON codec and the server's request
+ * parsing and routing.
+ *
+ * The codec cases round-trip every struct of meta.h and feed each decoder wrong types, missing
+ * fields and out-of-range values, checking the errno (-EPROTO for shape, -EINVAL for range) and
+ * that the message names the field. The server's routing is covered end to end by
+ * metadata/http/test_meta_3fs.sh.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+static json_t *parse_ok(const char *s)
+{
+	json_t *j = NULL;
+	struct kvfs_meta_json_error err = {{0}};
+
+	ck_assert_msg(kvfs_meta_json_parse(s, strlen(s), &j, &err) == 0, "%s: %s", s, err.msg);
+	return j;
+}
+
+static int parse_err(const char *s, struct kvfs_meta_json_error *err)
+{
+	json_t *j = NULL;
+	int r = kvfs_meta_json_parse(s, strlen(s), &j, err);
+
+	ck_assert_ptr_null(j);
+	return r;
+}
+
+/* Structs have padding: compare them through their encodings. */
+#define ck_same(enc, a, b)                                                                         \
+	do {                                                                                       \
+		json_t *ja_ = enc(a), *jb_ = enc(b);                                               \
+		ck_assert(json_equal(ja_, jb_));                                                   \
+		json_decref(ja_);                                                                  \
+		json_decref(jb_);                                                                  \
+	} while (0)
+
+static void layout_free(struct kvfs_layout *l)
+{
+	if (l)
+		free(l->pages);
+	free(l);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+START_TEST(parse)
+{
+	struct kvfs_meta_json_error err = {{0}};
+	json_t *j;
+
+	ck_assert_int_eq(parse_err("", &err), -EPROTO);
+	ck_assert_int_eq(parse_err("{", &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "malformed JSON"));
+	ck_assert_int_eq(parse_err("[1,2]", &err), -EPROTO);
+	ck_assert_int_eq(parse_err("\"x\"", &err), -EPROTO);
+	ck_assert_int_eq(parse_err("{\"a\":1,\"a\":2}", &err), -EPROTO);
+	ck_assert_int_eq(parse_err("{} trailing", &err), -EPROTO);
+	ck_assert_int_eq(parse_err("{\"a\":\"\\u0000\"}", &err), -EPROTO);
+	j = parse_ok("  {\"a\": 1}\n");
+	json_decref(j);
+}
+END_TEST
+
+START_TEST(fields)
+{
+	struct kvfs_meta_json_error err = {{0}};
+	json_t *j = parse_ok("{\"u\": 5, \"neg\": -1, \"big\": 4294967296, \"s\": \"str\", "
+			     "\"f\": 1.5, \"b\": true, \"n\": null, \"a\": [1,2,3], "
+			     "\"t\": \"1\"}");
+	uint64_t u64 = 0;
+	uint32_t u32 = 0;
+	int64_t i64 = 0;
+	bool b = false;
+	char buf[8];
+	json_t *arr;
+
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "u", true, 0, &u64, &err), 0);
+	ck_assert_uint_eq(u64, 5);
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "neg", true, 0, &u64, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'neg'"));
+	ck_assert_int_eq(kvfs_meta_json_u32(j, "big", true, 0, &u32, &err), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "big", true, 0, &u64, &err), 0);
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "f", true, 0, &u64, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "t", true, 0, &u64, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "b", true, 0, &u64, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "missing", true, 0, &u64, &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "missing field 'missing'"));
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "missing", false, 42, &u64, &err), 0);
+	ck_assert_uint_eq(u64, 42);
+	ck_assert_int_eq(kvfs_meta_json_u64(j, "n", false, 7, &u64, &err), 0);
+	ck_assert_uint_eq(u64, 7);
+	ck_assert_int_eq(kvfs_meta_json_i64(j, "neg", true, 0, &i64, &err), 0);
+	ck_assert_int_eq(i64, -1);
+	ck_assert_int_eq(kvfs_meta_json_bool(j, "b", true, false, &b, &err), 0);
+	ck_assert(b);
+	ck_assert_int_eq(kvfs_meta_json_bool(j, "u", true, false, &b, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_str(j, "s", true, NULL, buf, 7, &err), 0);
+	ck_assert_str_eq(buf, "str");
+	ck_assert_int_eq(kvfs_meta_json_str(j, "s", true, NULL, buf, 2, &err), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_json_str(j, "u", true, NULL, buf, 7, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_array(j, "a", true, 3, &arr, &err), 0);
+	ck_assert_int_eq(kvfs_meta_json_array(j, "a", true, 2, &arr, &err), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_json_array(j, "s", true, 9, &arr, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_array(j, "zz", false, 9, &arr, &err), 0);
+	ck_assert_ptr_null(arr);
+	json_decref(j);
+}
+END_TEST
+
+START_TEST(attr_roundtrip)
+{
+	struct kvfs_attr a = {.ino = 1ull << 40,
+			      .size = 123456789012ull,
+			      .version = 7,
+			      .blocks = 2048,
+			      .mode = 0100644,
+			      .uid = 1000,
+			      .gid = 1001,
+			      .nlink = 1,
+			      .pool = 3,
+			      .page_size = 1 << 20,
+			      .atime_ns = -5,
+			      .mtime_ns = 1700000000123456789ll,
+			      .ctime_ns = 1700000000000000001ll,
+			      .flags = KVFS_ATTR_LOST},
+			 b;
+	struct kvfs_meta_json_error err = {{0}};
+	json_t *j = kvfs_meta_json_from_attr(&a);
+
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(kvfs_meta_json_to_attr(j, false, &b, &err), 0);
+	ck_same(kvfs_meta_json_from_attr, &a, &b);
+	json_object_del(j, "mode");
+	ck_assert_int_eq(kvfs_meta_json_to_attr(j, false, &b, &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'mode'"));
+	memset(&b, 0, sizeof(b));
+	ck_assert_int_eq(kvfs_meta_json_to_attr(j, true, &b, &err), 0);
+	ck_assert_uint_eq(b.mode, 0);
+	ck_assert_uint_eq(b.size, a.size);
+	json_object_set_new(j, "uid", json_string("root"));
+	ck_assert_int_eq(kvfs_meta_json_to_attr(j, true, &b, &err), -EPROTO);
+	json_object_set_new(j, "uid", json_integer(-3));
+	ck_assert_int_eq(kvfs_meta_json_to_attr(j, true, &b, &err), -EINVAL);
+	json_decref(j);
+	j = json_array();
+	ck_assert_int_eq(kvfs_meta_json_to_attr(j, true, &b, &err), -EPROTO);
+	json_decref(j);
+}
+END_TEST
+
+START_TEST(layout_roundtrip)
+{
+	struct kvfs_page_entry pages[3] = {{0, {1, 2, 0}},
+					   {5, {2, 9, 1ull << 33}},
+					   {1ull << 40, {4294967295u, 4294967295u, 4096}}};
+	struct kvfs_layout l = {.attr = {.ino = 99, .mode = 0100600, .nlink = 1},
+				.npages = 3,
+				.pages = pages},
+			   *out = NULL;
+	struct kvfs_meta_json_error err = {{0}};
+	struct kvfs_page_entry *pp;
+	struct kvfs_page_ref ref;
+	size_t n;
+	json_t *j = kvfs_meta_json_from_layout(&l), *bad;
+
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(kvfs_meta_json_to_layout(j, &out, &err), 0);
+	ck_assert_uint_eq(out->npages, 3);
+	{
+		json_t *ja = kvfs_meta_json_from_pages(out->pages, 3),
+		       *jb = kvfs_meta_json_from_pages(pages, 3);
+
+		ck_assert(json_equal(ja, jb));
+		json_decref(ja);
+		json_decref(jb);
+	}
+	ck_assert_uint_eq(out->attr.ino, 99);
+	layout_free(out);
+	json_decref(j);
+
+	/* empty layout */
+	l.npages = 0;
+	j = kvfs_meta_json_from_layout(&l);
+	ck_assert_int_eq(kvfs_meta_json_to_layout(j, &out, &err), 0);
+	ck_assert_uint_eq(out->npages, 0);
+	layout_free(out);
+	json_decref(j);
+
+	/* unsorted, wrong arity, wrong types, out of range */
+	bad = parse_ok("{\"p\": [[5,1,1,0],[5,1,1,0]]}");
+	ck_assert_int_eq(
+		kvfs_meta_json_to_pages(json_object_get(bad, "p"), 10, true, &pp, &n, &err),
+		-EINVAL);
+	ck_assert_int_eq(
+		kvfs_meta_json_to_pages(json_object_get(bad, "p"), 10, false, &pp, &n, &err), 0);
+	free(pp);
+	ck_assert_int_eq(
+		kvfs_meta_json_to_pages(json_object_get(bad, "p"), 1, false, &pp, &n, &err),
+		-EINVAL);
+	json_decref(bad);
+	bad = parse_ok("{\"p\": [[5,1,1]], \"q\": [[1,\"a\",1,0]], \"r\": [[1,4294967296,1,0]],"
+		       "\"s\": {}, \"ref\": [1,2,3], \"ref2\": [1,2], \"ref3\": [1,-2,3]}");
+	ck_assert_int_eq(
+		kvfs_meta_json_to_pages(json_object_get(bad, "p"), 10, true, &pp, &n, &err),
+		-EPROTO);
+	ck_assert_int_eq(
+		kvfs_meta_json_to_pages(json_object_get(bad, "q"), 10, true, &pp, &n, &err),
+		-EPROTO);
+	ck_assert_int_eq(
+		kvfs_meta_json_to_pages(json_object_get(bad, "r"), 10, true, &pp, &n, &err),
+		-EINVAL);
+	ck_assert_int_eq(
+		kvfs_meta_json_to_pages(json_object_get(bad, "s"), 10, true, &pp, &n, &err),
+		-EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_to_ref(json_object_get(bad, "ref"), &ref, &err), 0);
+	ck_assert_uint_eq(ref.node, 1);
+	ck_assert_uint_eq(ref.incarnation, 2);
+	ck_assert_uint_eq(ref.off, 3);
+	ck_assert_int_eq(kvfs_meta_json_to_ref(json_object_get(bad, "ref2"), &ref, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_to_ref(json_object_get(bad, "ref3"), &ref, &err), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_json_to_layout(bad, &out, &err), -EPROTO);
+	json_decref(bad);
+	{
+		json_t *rj = kvfs_meta_json_from_ref(&pages[1].ref);
+
+		ck_assert_int_eq(kvfs_meta_json_to_ref(rj, &ref, &err), 0);
+		ck_assert(ref.node == 2 && ref.incarnation == 9 && ref.off == 1ull << 33);
+		json_decref(rj);
+	}
+}
+END_TEST
+
+START_TEST(dirent_pool_statfs_node)
+{
+	struct kvfs_dirent d = {.cookie = 17, .attr = {.ino = 20, .mode = 040755}}, d2;
+	struct kvfs_pool_attr p = {.id = 2,
+				   .page_size = 1 << 20,
+				   .capacity = 1ull << 34,
+				   .evict = KVFS_EVICT_NONE,
+				   .root_ino = 17,
+				   .used = 5,
+				   .files = 1},
+			      p2;
+	struct kvfs_statfs s = {.capacity = 100,
+				.free = 50,
+				.used = 50,
+				.files = 3,
+				.page_size = 65536},
+			   s2;
+	struct kvfs_node_info ni = {.id = 3, .incarnation = 8, .arena_size = 1ull << 30}, ni2;
+	struct kvfs_meta_json_error err = {{0}};
+	json_t *j;
+
+	memset(d.name, 'x', KVFS_NAME_MAX);
+	d.name[KVFS_NAME_MAX] = 0;
+	j = kvfs_meta_json_from_dirent(&d);
+	ck_assert_int_eq(kvfs_meta_json_to_dirent(j, &d2, &err), 0);
+	ck_assert_str_eq(d2.name, d.name);
+	ck_assert_uint_eq(d2.cookie, 17);
+	ck_assert_uint_eq(d2.attr.mode, 040755);
+	json_object_set_new(j, "cookie", json_integer(0));
+	ck_assert_int_eq(kvfs_meta_json_to_dirent(j, &d2, &err), -EINVAL);
+	json_decref(j);
+
+	snprintf(p.name, sizeof(p.name), "kv");
+	j = kvfs_meta_json_from_pool(&p);
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), 0);
+	ck_same(kvfs_meta_json_from_pool, &p, &p2);
+	json_object_set_new(j, "evict", json_string("fifo"));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "evict", json_string("lru"));
+	json_object_set_new(j, "page_size", json_integer(3 << 20));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "page_size"));
+	json_object_set_new(j, "name", json_string("a/b"));
+	json_object_set_new(j, "page_size", json_integer(0));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_decref(j);
+	j = parse_ok("{\"name\": \"mamba\", \"page_size\": 65536}");
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, true, &p2, &err), 0);
+	ck_assert_str_eq(p2.name, "mamba");
+	ck_assert_uint_eq(p2.evict, KVFS_EVICT_LRU);
+	json_decref(j);
+
+	j = kvfs_meta_json_from_statfs(&s);
+	ck_assert_int_eq(kvfs_meta_json_to_statfs(j, &s2, &err), 0);
+	ck_same(kvfs_meta_json_from_statfs, &s, &s2);
+	json_decref(j);
+
+	snprintf(ni.addr, sizeof(ni.addr), "10.0.0.2:9400");
+	j = kvfs_meta_json_from_node(&ni);
+	ck_assert_int_eq(kvfs_meta_json_to_node(j, &ni2, &err), 0);
+	ck_same(kvfs_meta_json_from_node, &ni, &ni2);
+	json_object_set_new(j, "addr",
+			    json_string("0123456789012345678901234567890123456789"
+					"0123456789012345678901234567890123456789"));
+	ck_assert_int_eq(kvfs_meta_json_to_node(j, &ni2, &err), -EINVAL);
+	json_decref(j);
+}
+END_TEST
+
+START_TEST(hf3fs_bodies)
+{
+	struct kvfs_meta_json_error err = {{0}};
+	struct kvfs_meta_hf3fs_key *keys = NULL;
+	struct kvfs_meta_hf3fs_confirm *c = NULL;
+	int64_t *rel = NULL;
+	size_t n, nc, nr;
+	const char *ns = "?";
+	json_t *j;
+
+	j = parse_ok("{\"keys\": [\"a\", \"bc\"], \"namespace\": \"mamba\"}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_namespace(j, &ns, &err), 0);
+	ck_assert_str_eq(ns, "mamba");
+	ck_assert_int_eq(kvfs_meta_json_3fs_keys(j, 16, &keys, &n, &err), 0);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(keys[1].len, 2);
+	ck_assert(!memcmp(keys[1].ptr, "bc", 2));
+	free(keys);
+	ck_assert_int_eq(kvfs_meta_json_3fs_keys(j, 1, &keys, &n, &err), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_json_3fs_key_pairs(j, 16, &keys, &n, &err), -EPROTO);
+	json_decref(j);
+
+	j = parse_ok("{\"keys\": []}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_namespace(j, &ns, &err), 0);
+	ck_assert_ptr_null(ns);
+	ck_assert_int_eq(kvfs_meta_json_3fs_keys(j, 16, &keys, &n, &err), 0);
+	ck_assert_uint_eq(n, 0);
+	free(keys);
+	json_decref(j);
+
+	j = parse_ok("{\"keys\": [\"a\", 1], \"namespace\": 5}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_namespace(j, &ns, &err), -EPROTO);
+	ck_assert_int_eq(kvfs_meta_json_3fs_keys(j, 16, &keys, &n, &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "key 1"));
+	json_decref(j);
+	j = parse_ok("{\"nokeys\": []}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_keys(j, 16, &keys, &n, &err), -EPROTO);
+	json_decref(j);
+
+	j = parse_ok("{\"keys\": [[\"a\", \"\"], [\"b\", null], [\"c\", \"a\"]]}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_key_pairs(j, 16, &keys, &n, &err), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert(!memcmp(keys[2].ptr, "c", 1));
+	free(keys);
+	json_decref(j);
+	j = parse_ok("{\"keys\": [[\"a\"]]}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_key_pairs(j, 16, &keys, &n, &err), -EPROTO);
+	json_decref(j);
+	j = parse_ok("{\"keys\": [[\"a\", 3]]}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_key_pairs(j, 16, &keys, &n, &err), -EPROTO);
+	json_decref(j);
+
+	j = parse_ok("{\"written_keys_to_confirm\": [[\"a\", 3], [\"b\", 0]], "
+		     "\"pages_to_release\": [7]}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_confirm(j, 16, &c, &nc, &rel, &nr, &err), 0);
+	ck_assert_uint_eq(nc, 2);
+	ck_assert_uint_eq(nr, 1);
+	ck_assert_int_eq(c[0].index, 3);
+	ck_assert_int_eq(rel[0], 7);
+	free(c);
+	free(rel);
+	json_decref(j);
+	j = parse_ok("{}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_confirm(j, 16, &c, &nc, &rel, &nr, &err), 0);
+	ck_assert_uint_eq(nc + nr, 0);
+	free(c);
+	free(rel);
+	json_decref(j);
+	j = parse_ok("{\"written_keys_to_confirm\": [[\"a\", \"3\"]]}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_confirm(j, 16, &c, &nc, &rel, &nr, &err), -EPROTO);
+	json_decref(j);
+	j = parse_ok("{\"pages_to_release\": [1.0]}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_confirm(j, 16, &c, &nc, &rel, &nr, &err), -EPROTO);
+	json_decref(j);
+	j = parse_ok("{\"pages_to_release\": 1}");
+	ck_assert_int_eq(kvfs_meta_json_3fs_confirm(j, 16, &c, &nc, &rel, &nr, &err), -EPROTO);
+	json_decref(j);
+}
+END_TEST
+
+static Suite *http_suite(void)
+{
+	Suite *s = suite_create("http");
+	TCase *codec = tcase_create("codec");
+
+	tcase_add_test(codec, parse);
+	tcase_add_test(codec, fields);
+	tcase_add_test(codec, attr_roundtrip);
+	tcase_add_test(codec, layout_roundtrip);
+	tcase_add_test(codec, dirent_pool_statfs_node);
+	tcase_add_test(codec, hf3fs_bodies);
+	suite_add_tcase(s, codec);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(http_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
