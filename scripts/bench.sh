@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# bench.sh - kvfs against tmpfs, side by side, in one run.
+#
+# Each run mounts a fresh tmpfs and a fresh kvfs and runs the same workloads on both, in
+# alternating order (tmpfs first in odd runs, kvfs first in even runs) so that drift of the
+# machine hits both alike. At the end it prints the median of every metric over the runs and
+# the kvfs/tmpfs ratio, and writes the raw numbers (and every fio JSON report) under
+# BUILD/bench/. docs/BENCHMARKS.md describes the method.
+#
+# Metrics (fio with --output-format=json, numbers extracted with python3):
+#   write 4M files    writes of new 4 MiB files, 2 jobs, bs 1M, --fallocate=none      MiB/s
+#   seq read cold     first read of those files after writing, bs 1M, 2 jobs           MiB/s
+#   seq read warm     the same read again, --invalidate=0                             MiB/s
+#   rand 4k cold      4 KiB random reads of freshly written files, 2 jobs               IOPS
+#   rand 4k warm      the same again, --invalidate=0                                   IOPS
+#   publish 64K/4M    HiCacheFile publish (write NAME.tmp.*, rename over NAME), 1 proc files/s
+#   create/list/stat  a flat directory of 100,000 files: create, listdir, stat each   seconds
+#   kvfs RSS          VmRSS split into RssAnon / RssFile / RssShmem with 100,000 files     MiB
+#                     (the arena is memfd shared memory: it shows up as RssShmem)
+#
+# Usage: scripts/bench.sh [--runs N] [--quick] [--build DIR] [--dram SIZE] [--files N]
+#   --runs N    interleaved runs per filesystem (default 3)
+#   --quick     small sizes and 1 run unless --runs is given (a smoke test, not a benchmark)
+#   --build DIR meson build directory (default ./build; set up and built when needed)
+# Needs root (FUSE mounts, tmpfs mounts), fio and python3.
+# shellcheck disable=SC2016 # fio expands $jobnum and $filenum itself
+set -Eeuo pipefail
+export LC_ALL=C
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=$SRC/build
+RUNS=""
+QUICK=0
+DRAM=2G
+FILES=""
+
+usage() { sed -n '/^# Usage:/,/^# Needs/p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+	case $1 in
+	--runs) RUNS=$2; shift ;;
+	--runs=*) RUNS=${1#*=} ;;
+	--quick) QUICK=1 ;;
+	--build) BUILD=$2; shift ;;
+	--build=*) BUILD=${1#*=} ;;
+	--dram) DRAM=$2; shift ;;
+	--files) FILES=$2; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+	esac
+	shift
+done
+case $BUILD in /*) ;; *) BUILD=$SRC/$BUILD ;; esac
+
+if [ "$QUICK" = 1 ]; then
+	: "${RUNS:=1}" "${FILES:=20000}"
+	NFILES4M=4 RANDSIZE=16M PUB64=200 PUB4M=20
+else
+	: "${RUNS:=3}" "${FILES:=100000}"
+	NFILES4M=128 RANDSIZE=256M PUB64=1000 PUB4M=100
+fi
+[ "$RUNS" -ge 1 ] 2>/dev/null || { echo "bench.sh: --runs needs a positive number" >&2; exit 2; }
+
+log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (mounts tmpfs and FUSE)"
+[ -c /dev/fuse ] || die "/dev/fuse is missing"
+for t in fio python3 fusermount3 meson ninja; do
+	command -v "$t" >/dev/null || die "'$t' is not installed"
+done
+
+# ---- build
+if [ ! -f "$BUILD/build.ninja" ]; then
+	log "meson setup $BUILD"
+	meson setup "$BUILD" "$SRC" >&2
+fi
+log "ninja -C $BUILD"
+ninja -C "$BUILD" >&2 || die "build failed"
+KVFS=$BUILD/fs/kvfs
+[ -x "$KVFS" ] || die "no kvfs binary at $KVFS"
+HICACHE=$SRC/tests/integration/hicache.py
+KVTEST=$SRC/tests/integration/kvtest.py
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT=$BUILD/bench/$STAMP
+mkdir -p "$OUT/raw"
+RESULTS=$OUT/results.tsv
+printf 'run\tfs\tmetric\tvalue\tunit\n' >"$RESULTS"
+
+# ---- mounts and cleanup
+WORK=$(mktemp -d /tmp/kvfs-bench.XXXXXX)
+TMNT=$WORK/tmpfs
+KMNT=$WORK/kvfs
+KDATA=$WORK/kvfs-data
+KPID=""
+mkdir -p "$TMNT" "$KMNT"
+
+is_mounted() { awk -v d="$1" '$2 == d { f = 1 } END { exit !f }' /proc/mounts; }
+
+kvfs_up() {
+	rm -rf "$KDATA"
+	mkdir -p "$KDATA"
+	"$KVFS" -f --dram "$DRAM" --data "$KDATA" --pool kv --pool hc64,page-size=64K "$KMNT" \
+		>>"$OUT/kvfs.log" 2>&1 &
+	KPID=$!
+	for _ in $(seq 200); do
+		kill -0 "$KPID" 2>/dev/null || die "kvfs exited at start (see $OUT/kvfs.log)"
+		if is_mounted "$KMNT" && timeout 5 cat "$KMNT/.kvfs/stats" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	die "kvfs did not mount within 10 s (see $OUT/kvfs.log)"
+}
+
+kvfs_down() {
+	[ -n "$KPID" ] || return 0
+	kill -TERM "$KPID" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$KPID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$KPID" 2>/dev/null || true
+	wait "$KPID" 2>/dev/null || true
+	KPID=""
+	is_mounted "$KMNT" && { fusermount3 -u "$KMNT" 2>/dev/null || umount -l "$KMNT"; }
+	return 0
+}
+
+tmpfs_up() { mount -t tmpfs -o size=$((2 * $(numfmt --from=iec "$DRAM"))) kvfs-bench "$TMNT"; }
+tmpfs_down() { is_mounted "$TMNT" && umount "$TMNT"; return 0; }
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	set +e
+	cd /
+	kvfs_down
+	tmpfs_down
+	if is_mounted "$KMNT" || is_mounted "$TMNT"; then
+		log "leaving $WORK: still mounted"
+	else
+		rm -rf --one-file-system "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- measurements
+
+# record RUN FS METRIC VALUE UNIT
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+
+# fio_num FILE EXPR: evaluate EXPR over the single (group_reporting) job j of a fio report
+fio_num() {
+	python3 - "$1" "$2" <<-'PY'
+	import json, sys
+	t = open(sys.argv[1]).read()  # fio may print warnings before the JSON document
+	j = json.loads(t if t.startswith("{") else t[t.index("\n{") + 1:])
+	if any(x["error"] for x in j["jobs"]):
+	    sys.exit("fio job error in %s" % sys.argv[1])
+	print("%.1f" % eval(sys.argv[2], {"j": j["jobs"][0]}))
+	PY
+}
+
+# fio_run TAG DIR ARGS...: one fio job group, JSON report in raw/
+fio_run() {
+	local tag=$1 dir=$2
+	shift 2
+	fio --name="$tag" --directory="$dir" --ioengine=psync --group_reporting \
+		--output-format=json --output="$RAW/$tag.json" "$@" >/dev/null 2>"$RAW/$tag.err" ||
+		die "fio $tag failed: $(tail -n 5 "$RAW/$tag.err")"
+	echo "$RAW/$tag.json"
+}
+
+# bench_fs RUN FS POOLDIR POOL64DIR (POOL64DIR: a pool with 64 KiB pages on kvfs)
+bench_fs() {
+	local run=$1 fs=$2 d=$3 d64=$4 f v
+	RAW=$OUT/raw/run$run-$fs
+	mkdir -p "$RAW"
+	log "run $run: $fs"
+
+	# sequential: write new 4 MiB files, then read them cold and warm
+	mkdir -p "$d/seq"
+	local seq=(--bs=1M --filesize=4M --nrfiles="$NFILES4M" --numjobs=2
+		--filename_format='f.$jobnum.$filenum' --file_service_type=sequential)
+	f=$(fio_run write4m "$d/seq" --rw=write --fallocate=none "${seq[@]}")
+	record "$run" "$fs" "write 4M files" "$(fio_num "$f" 'j["write"]["bw_bytes"] / 2**20')" MiB/s
+	f=$(fio_run seqcold "$d/seq" --rw=read --invalidate=1 "${seq[@]}")
+	record "$run" "$fs" "seq read 1M cold" "$(fio_num "$f" 'j["read"]["bw_bytes"] / 2**20')" MiB/s
+	f=$(fio_run seqwarm "$d/seq" --rw=read --invalidate=0 "${seq[@]}")
+	record "$run" "$fs" "seq read 1M warm" "$(fio_num "$f" 'j["read"]["bw_bytes"] / 2**20')" MiB/s
+	rm -rf "$d/seq"
+
+	# random 4 KiB reads: lay the files out with 1M writes, then read every block once, twice
+	mkdir -p "$d/rand"
+	local rnd=(--size="$RANDSIZE" --numjobs=2 --filename_format='r.$jobnum')
+	fio_run layout "$d/rand" --rw=write --bs=1M --fallocate=none "${rnd[@]}" >/dev/null
+	f=$(fio_run randcold "$d/rand" --rw=randread --bs=4k --invalidate=1 "${rnd[@]}")
+	record "$run" "$fs" "rand read 4k cold" "$(fio_num "$f" 'j["read"]["iops"]')" IOPS
+	f=$(fio_run randwarm "$d/rand" --rw=randread --bs=4k --invalidate=0 "${rnd[@]}")
+	record "$run" "$fs" "rand read 4k warm" "$(fio_num "$f" 'j["read"]["iops"]')" IOPS
+	rm -rf "$d/rand"
+
+	# HiCacheFile publish: write NAME.tmp.PID.TID.UUID, rename over NAME
+	python3 "$HICACHE" bench --dir "$d64/pub64" --size 64K --count "$PUB64" >"$RAW/pub64.json"
+	v=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files_per_s"])' "$RAW/pub64.json")
+	record "$run" "$fs" "publish 64K" "$v" files/s
+	rm -rf "$d64/pub64"
+	python3 "$HICACHE" bench --dir "$d/pub4m" --size 4M --count "$PUB4M" >"$RAW/pub4m.json"
+	v=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files_per_s"])' "$RAW/pub4m.json")
+	record "$run" "$fs" "publish 4M" "$v" files/s
+	rm -rf "$d/pub4m"
+
+	# a flat directory of FILES files: create, list, stat each; daemon memory while it exists
+	mkdir -p "$d/flat"
+	v=$(python3 "$KVTEST" mkmany "$d/flat" "$FILES")
+	record "$run" "$fs" "create $FILES files" "$v" s
+	python3 - "$d/flat" >"$RAW/flat.txt" <<-'PY'
+	import os, sys, time
+	d = sys.argv[1]
+	t0 = time.monotonic()
+	names = os.listdir(d)
+	t1 = time.monotonic()
+	for n in names:
+	    os.stat(os.path.join(d, n))
+	t2 = time.monotonic()
+	print("%.3f %.3f %d" % (t1 - t0, t2 - t1, len(names)))
+	PY
+	read -r tl ts nn <"$RAW/flat.txt"
+	[ "$nn" = "$FILES" ] || die "$fs: listdir returned $nn names, expected $FILES"
+	record "$run" "$fs" "list $FILES files" "$tl" s
+	record "$run" "$fs" "stat $FILES files" "$ts" s
+	if [ "$fs" = kvfs ]; then
+		rss "$run" files
+		cp "$KMNT/.kvfs/stats" "$RAW/kvfs-stats.json"
+	fi
+	rm -rf "$d/flat"
+}
+
+# rss RUN WHEN: the daemon's memory from /proc/PID/status, in MiB
+rss() {
+	local k v
+	[ -r "/proc/$KPID/status" ] || die "no /proc/$KPID/status"
+	for k in RssAnon RssFile RssShmem VmRSS; do
+		v=$(awk -v k="$k:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$KPID/status")
+		if [ "$2" = base ]; then
+			record "$1" kvfs "$k, fresh mount" "$v" MiB
+		else
+			record "$1" kvfs "$k, $FILES files" "$v" MiB
+		fi
+	done
+}
+
+log "results in $OUT (runs: $RUNS, files: $FILES, arena: $DRAM$([ "$QUICK" = 1 ] && echo ', quick'))"
+t0=$(date +%s)
+for run in $(seq "$RUNS"); do
+	tmpfs_up
+	kvfs_up
+	rss "$run" base
+	if [ $((run % 2)) -eq 1 ]; then order="tmpfs kvfs"; else order="kvfs tmpfs"; fi
+	for fs in $order; do
+		if [ "$fs" = tmpfs ]; then
+			mkdir -p "$TMNT/kv" "$TMNT/hc64"
+			bench_fs "$run" tmpfs "$TMNT/kv" "$TMNT/hc64"
+		else
+			bench_fs "$run" kvfs "$KMNT/kv" "$KMNT/hc64"
+		fi
+	done
+	kvfs_down
+	tmpfs_down
+done
+log "done in $(($(date +%s) - t0)) s"
+
+# ---- summary: median per metric and fs, kvfs/tmpfs ratio
+python3 - "$RESULTS" "$RUNS" <<-'PY' | tee "$OUT/summary.txt"
+import collections, statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
+vals = collections.defaultdict(list)
+units, order = {}, []
+for run, fs, metric, value, unit in rows:
+    if metric not in units:
+        order.append(metric)
+    units[metric] = unit
+    vals[(metric, fs)].append(float(value))
+def fmt(x):
+    return "-" if x is None else ("%.0f" % x if abs(x) >= 100 else "%.3g" % x)
+print("kvfs vs tmpfs, median of %s run(s) per metric" % sys.argv[2])
+print("%-26s %-8s %12s %12s %8s  %s" % ("metric", "unit", "tmpfs", "kvfs", "ratio", "better"))
+order.sort(key=lambda m: units[m] == "MiB")  # daemon memory last
+for m in order:
+    t = statistics.median(vals[(m, "tmpfs")]) if vals[(m, "tmpfs")] else None
+    k = statistics.median(vals[(m, "kvfs")]) if vals[(m, "kvfs")] else None
+    ratio = "%.2f" % (k / t) if t and k is not None else "-"
+    better = {"s": "lower", "MiB": "lower"}.get(units[m], "higher")
+    print("%-26s %-8s %12s %12s %8s  %s" % (m, units[m], fmt(t), fmt(k), ratio, better))
+PY
+log "raw results: $RESULTS, summary: $OUT/summary.txt, fio reports: $OUT/raw/"
