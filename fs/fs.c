@@ -166,6 +166,7 @@ static struct fs_inode *inode_find(struct kvfs_fs *fs, uint64_t ino)
 static void inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 {
 	struct fs_inode **pp;
+	uint64_t hold = 0;
 	bool dead;
 
 	if (!in)
@@ -184,8 +185,11 @@ static void inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 			}
 		}
 		fs->itable_count--;
+		hold = in->hold_lease;
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
+	if (hold)
+		fs->meta->ops->close(fs->meta, in->ino, hold);
 	if (dead) {
 		pthread_rwlock_destroy(&in->lock);
 		free(in);
@@ -690,17 +694,71 @@ static void kvfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	reply_entry(req, &a);
 }
 
-/* After a name went away: the inode keeps its state until forget, but drop the page cache
- * version so a new file that reuses nothing here starts cold. */
+/*
+ * A rename over a file, or an unlink, removes an inode the kernel may still hold lookups on:
+ * a process that resolved the name just before may be about to open or stat it, and on a local
+ * file system that open would succeed on the inode it resolved. So before removing the name,
+ * take a lease on the doomed file if the kernel knows it; the metadata then keeps it as an
+ * orphan (openable, pages intact) until the kernel forgets the inode, where inode_put() drops
+ * the lease. Without this, HiCacheFile readers racing a rename-over saw ESTALE/ENOENT for a
+ * key that was published all along. Returns the inode (referenced) and the lease, or NULL.
+ */
+static struct fs_inode *hold_target(struct kvfs_fs *fs, fuse_ino_t parent, const char *name,
+				    uint64_t *ret_lease)
+{
+	struct kvfs_layout *l = NULL;
+	struct fs_inode *in;
+	struct kvfs_attr a;
+	bool known;
+
+	if (fs->meta->ops->lookup(fs->meta, parent, name, &a) < 0 || !S_ISREG(a.mode))
+		return NULL;
+	in = inode_find(fs, a.ino);
+	if (!in)
+		return NULL;
+	pthread_mutex_lock(&fs->itable_lock);
+	known = in->nlookup > 0 && !in->hold_lease;
+	pthread_mutex_unlock(&fs->itable_lock);
+	if (!known || fs->meta->ops->open(fs->meta, a.ino, fs->node, ret_lease, &l) < 0) {
+		inode_put(fs, in, 0);
+		return NULL;
+	}
+	kvfs_layout_free(l);
+	return in;
+}
+
+/* After the name operation: keep the lease if the target went, else give it back. */
+static void hold_settle(struct kvfs_fs *fs, struct fs_inode *in, uint64_t lease, bool removed)
+{
+	if (!in)
+		return;
+	if (removed) {
+		pthread_mutex_lock(&fs->itable_lock);
+		if (!in->hold_lease) {
+			in->hold_lease = lease;
+			lease = 0;
+		}
+		pthread_mutex_unlock(&fs->itable_lock);
+	}
+	if (lease)
+		fs->meta->ops->close(fs->meta, in->ino, lease);
+	inode_put(fs, in, 0);
+}
+
 static void kvfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kvfs_fs *fs = fs_of(req);
+	struct fs_inode *held = NULL;
+	uint64_t lease = 0;
 	int r;
 
 	CTR(fs, unlinks);
 	r = check_name(parent, name);
-	if (r == 0)
+	if (r == 0) {
+		held = hold_target(fs, parent, name, &lease);
 		r = fs->meta->ops->unlink(fs->meta, parent, name);
+		hold_settle(fs, held, lease, r == 0);
+	}
 	fuse_reply_err(req, -r);
 }
 
@@ -735,8 +793,15 @@ static void kvfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fus
 	r = check_name(parent, name);
 	if (r == 0)
 		r = check_name(newparent, newname);
-	if (r == 0)
+	if (r == 0) {
+		struct fs_inode *held = NULL;
+		uint64_t lease = 0;
+
+		if (!kflags)
+			held = hold_target(fs, newparent, newname, &lease);
 		r = fs->meta->ops->rename(fs->meta, parent, name, newparent, newname, kflags);
+		hold_settle(fs, held, lease, r == 0);
+	}
 	fuse_reply_err(req, -r);
 }
 
@@ -866,6 +931,10 @@ static void kvfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_handle *h;
 	int r;
 
+	if (ino == FS_STATS_INO && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
 	if (ino == FS_STATS_INO || ino == FS_CTL_INO) {
 		h = handle_new(ino == FS_STATS_INO ? FS_H_STATS : FS_H_CTL);
 		if (!h) {
@@ -1778,9 +1847,10 @@ static void kvfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, cons
 	struct kvfs_fs *fs = fs_of(req);
 	int r;
 
+	/* user.kvfs.* are computed: refuse with ENOTSUP, which cp -a and mv pass over quietly */
 	if (is_synthetic(ino) || ino == KVFS_ROOT_INO ||
 	    !strncmp(name, KVFS_XATTR_PREFIX, strlen(KVFS_XATTR_PREFIX)))
-		r = -EPERM;
+		r = -EOPNOTSUPP;
 	else if (strncmp(name, "user.", 5))
 		r = -EOPNOTSUPP;
 	else

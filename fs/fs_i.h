@@ -82,6 +82,7 @@ struct fs_inode {
 	struct fs_inode *hnext; /* guarded by fs->itable_lock */
 	uint64_t nlookup;	/* guarded by fs->itable_lock */
 	unsigned refs;		/* in-flight users; guarded by fs->itable_lock */
+	uint64_t hold_lease;	/* guarded by fs->itable_lock; see hold_target() in fs.c */
 
 	pthread_rwlock_t lock;
 	struct fs_open *open;	 /* guarded by lock; non-NULL while open */
