@@ -36,10 +36,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KVFS_ROOT_INO	 1ull
-#define KVFS_NAME_MAX	 255
+#define KVFS_ROOT_INO	   1ull
+#define KVFS_NAME_MAX	   255
 #define KVFS_POOL_NAME_MAX 64
-#define KVFS_FIRST_INO	 16ull /* inode numbers below this are reserved for the daemon */
+#define KVFS_FIRST_INO	   16ull /* inode numbers below this are reserved for the daemon */
 
 struct kvfs_palloc;
 
@@ -49,17 +49,17 @@ enum kvfs_evict_policy {
 };
 
 struct kvfs_pool_attr {
-	uint32_t id;		 /* out: assigned by the state machine, never reused */
+	uint32_t id; /* out: assigned by the state machine, never reused */
 	char name[KVFS_POOL_NAME_MAX + 1];
-	uint32_t page_size;	 /* power of two, 64 KiB .. 16 MiB; 0 = default 1 MiB */
-	uint64_t capacity;	 /* max bytes of pages this pool may hold; 0 = no limit but the arena */
-	uint64_t max_file_size;	 /* 0 = default (16 TiB) */
-	uint8_t evict;		 /* enum kvfs_evict_policy */
-	uint64_t root_ino;	 /* out: the pool's directory */
+	uint32_t page_size; /* power of two, 64 KiB .. 16 MiB; 0 = default 1 MiB */
+	uint64_t capacity;  /* max bytes of pages this pool may hold; 0 = no limit but the arena */
+	uint64_t max_file_size; /* 0 = default (16 TiB) */
+	uint8_t evict;		/* enum kvfs_evict_policy */
+	uint64_t root_ino;	/* out: the pool's directory */
 	/* out, from pool_list/pool_stat: */
-	uint64_t used;		 /* bytes of committed + allocated pages */
-	uint64_t files;		 /* regular files */
-	uint64_t evictions;	 /* files evicted since creation */
+	uint64_t used;	    /* bytes of committed + allocated pages */
+	uint64_t files;	    /* regular files */
+	uint64_t evictions; /* files evicted since creation */
 	uint64_t evicted_bytes;
 };
 
@@ -67,18 +67,18 @@ struct kvfs_pool_attr {
 struct kvfs_attr {
 	uint64_t ino;
 	uint64_t size;
-	uint64_t version;  /* bumped by every committed change of content or size */
-	uint64_t blocks;   /* 512-byte units of pages held */
-	uint32_t mode;	   /* S_IFDIR or S_IFREG | permission bits */
+	uint64_t version; /* bumped by every committed change of content or size */
+	uint64_t blocks;  /* 512-byte units of pages held */
+	uint32_t mode;	  /* S_IFDIR or S_IFREG | permission bits */
 	uint32_t uid;
 	uint32_t gid;
 	uint32_t nlink;
-	uint32_t pool;	   /* pool id; 0 for the root */
+	uint32_t pool;	    /* pool id; 0 for the root */
 	uint32_t page_size; /* the pool's page size; 0 for the root */
 	int64_t atime_ns;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
-	uint32_t flags;	   /* KVFS_ATTR_* */
+	uint32_t flags; /* KVFS_ATTR_* */
 };
 
 enum {
@@ -141,7 +141,7 @@ struct kvfs_node_info {
 	uint32_t id;	      /* out */
 	uint32_t incarnation; /* out */
 	uint64_t arena_size;
-	char addr[64];	      /* data address "host:port"; empty when none (embedded) */
+	char addr[64]; /* data address "host:port"; empty when none (embedded) */
 };
 
 struct kvfs_meta;
@@ -181,8 +181,8 @@ struct kvfs_meta_ops {
 	/* Up to @max entries after @cookie (0 = from the start), in a stable order that survives
 	 * concurrent creates and removes (no entry is returned twice; entries created during the
 	 * listing may or may not appear). *ret_n == 0 means the end. */
-	int (*readdir)(struct kvfs_meta *m, uint64_t dir, uint64_t cookie, struct kvfs_dirent *ret_ents,
-		       size_t max, size_t *ret_n);
+	int (*readdir)(struct kvfs_meta *m, uint64_t dir, uint64_t cookie,
+		       struct kvfs_dirent *ret_ents, size_t max, size_t *ret_n);
 
 	/* Data placement. alloc reserves pages for indices [first, first + n) of file @ino on
 	 * @prefer_node (0 = any), evicting in an lru pool if needed; the pages are not visible until
@@ -209,7 +209,8 @@ struct kvfs_meta_ops {
 			size_t len, int flags);
 	int (*getxattr)(struct kvfs_meta *m, uint64_t ino, const char *name, void *buf, size_t size,
 			size_t *ret_len);
-	int (*listxattr)(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size, size_t *ret_len);
+	int (*listxattr)(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size,
+			 size_t *ret_len);
 	int (*removexattr)(struct kvfs_meta *m, uint64_t ino, const char *name);
 
 	/* Capacity of a pool, or of the whole node when @ino is the root. */
@@ -235,12 +236,12 @@ struct kvfs_meta_callbacks {
 };
 
 struct kvfs_meta_embedded_config {
-	const char *dir;		   /* LMDB environment directory (created if missing) */
-	uint64_t map_size;		   /* LMDB map size; 0 = default (8 GiB) */
-	struct kvfs_palloc *local_palloc;  /* allocator of this node's arena (borrowed) */
+	const char *dir;		  /* LMDB environment directory (created if missing) */
+	uint64_t map_size;		  /* LMDB map size; 0 = default (8 GiB) */
+	struct kvfs_palloc *local_palloc; /* allocator of this node's arena (borrowed) */
 	uint64_t local_arena_size;
 	struct kvfs_meta_callbacks cb;
-	bool sync;			   /* fsync every commit (default: survive a process crash, not
+	bool sync; /* fsync every commit (default: survive a process crash, not
 					      a power loss) */
 };
 

@@ -24,6 +24,8 @@
 #   --runs N    interleaved runs per filesystem (default 3)
 #   --quick     small sizes and 1 run unless --runs is given (a smoke test, not a benchmark)
 #   --build DIR meson build directory (default ./build; set up and built when needed)
+# Environment: KVFS_ARGS adds options to the kvfs command line (e.g. "--cache page"); the
+# arena is always pre-faulted (--prefault), as a serving node would run it.
 # Needs root (FUSE mounts, tmpfs mounts), fio and python3.
 # shellcheck disable=SC2016 # fio expands $jobnum and $filenum itself
 set -Eeuo pipefail
@@ -102,8 +104,9 @@ is_mounted() { awk -v d="$1" '$2 == d { f = 1 } END { exit !f }' /proc/mounts; }
 kvfs_up() {
 	rm -rf "$KDATA"
 	mkdir -p "$KDATA"
-	"$KVFS" -f --dram "$DRAM" --data "$KDATA" --pool kv --pool hc64,page-size=64K "$KMNT" \
-		>>"$OUT/kvfs.log" 2>&1 &
+	# shellcheck disable=SC2086 # KVFS_ARGS is a list of options
+	"$KVFS" -f --dram "$DRAM" --prefault --data "$KDATA" --pool kv --pool hc64,page-size=64K \
+		${KVFS_ARGS:-} "$KMNT" >>"$OUT/kvfs.log" 2>&1 &
 	KPID=$!
 	for _ in $(seq 200); do
 		kill -0 "$KPID" 2>/dev/null || die "kvfs exited at start (see $OUT/kvfs.log)"

@@ -9,7 +9,7 @@
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
@@ -65,13 +65,21 @@ if [ ! -f build/build.ninja ]; then
 fi
 ninja -C build || { echo "test.sh: build failed"; echo "0 passed, 1 failed"; exit 1; }
 
+# List once: a listing that fails must fail the run, not silently skip suites.
+if ! listing=$(meson test -C build --list 2>&1); then
+	echo "$listing"; echo "test.sh: cannot list the tests"; echo "0 passed, 1 failed"; exit 1
+fi
 for suite in unit integration multinode rdma; do
-	if meson test -C build --list --suite "$suite" 2>/dev/null | grep -q .; then
-		step "suite $suite"
-		meson test -C build --suite "$suite" --print-errorlogs --num-processes 1 \
-			--logbase "testlog-$suite"
-		tally "build/meson-logs/testlog-$suite.json" "$suite"
+	if ! grep -q "^kvfs:$suite / " <<<"$listing"; then
+		case $suite in
+		unit | integration) failed=$((failed + 1)); failures+=("$suite: no tests registered") ;;
+		esac
+		continue
 	fi
+	step "suite $suite"
+	meson test -C build --suite "$suite" --print-errorlogs --num-processes 1 \
+		--logbase "testlog-$suite"
+	tally "build/meson-logs/testlog-$suite.json" "$suite"
 done
 
 if [ $quick -eq 0 ]; then
