@@ -8,10 +8,18 @@
  * is enough because a batch nobody waits for has nobody to tell either. See xfer_i.h for the
  * flow and the backend contract.
  *
- * Routing today: ops to cfg->self_node go to `local`; any other node has no backend yet and its
- * ops complete at once with -EHOSTUNREACH. Those ops are counted by no backend (none carried
- * them). Ops rejected by a backend's check_op (-EINVAL out of range, -ESTALE old incarnation)
- * count as that backend's ops and errors, never as transfers.
+ * Routing: ops to cfg->self_node go to `local`; ops to another node go to the backend its entry
+ * in the peer table names. A node missing from the table completes at once with -EHOSTUNREACH,
+ * one that is down or named with another incarnation than the table's with -ESTALE; those ops
+ * are counted by no backend (none carried them). Ops rejected by a backend's check_op (-EINVAL
+ * out of range, -ESTALE old incarnation) count as that backend's ops and errors, never as
+ * transfers.
+ *
+ * The peer table is a sorted array under a rwlock: submit only reads it (once per run of ops to
+ * the same node), the membership writer (peer_set / peer_down) is rare. Backends keep their own
+ * view of each peer (addresses, connections); the engine tells them first on peer_set, so a
+ * routed op never reaches a backend that has not heard of its peer, and last on peer_down, so
+ * no op is routed to a dead peer after its backend failed the ones in flight.
  *
  * Merging: each (backend, node, incarnation) group is sorted by (direction, remote offset,
  * buffer) and neighbours that are contiguous both in the peer's arena and in local memory are
@@ -20,7 +28,8 @@
  *
  * Batch lifetime: the caller's reference, plus one "in flight" reference from submit until
  * the batch is done, dropped by whoever finishes it (last segment or deadline). Lock order:
- * eng->lock and batch->lock are never held together.
+ * eng->lock, eng->peers_lock and batch->lock are never held together, and none of them is held
+ * while calling into a backend.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -45,12 +54,25 @@ struct backend {
 	struct backend_counters cnt;
 };
 
+/* One remote node in the peer table. */
+struct peer {
+	uint32_t node;
+	uint32_t incarnation; /* current incarnation, 0 = unknown (any) */
+	uint8_t backend;      /* enum kvfs_xfer_backend_id carrying its ops */
+	bool down;	      /* declared dead: ops fail with -ESTALE */
+};
+
 struct kvfs_xfer_engine {
-	struct kvfs_xfer_config cfg;
+	struct kvfs_xfer_config cfg; /* token and listen_addr cleared: backends copied them */
 	struct backend be[KVFS_XFER_NBACKENDS];
 
 	pthread_mutex_t lock;
 	struct kvfs_xfer_batch *inflight; /* batches not done, guarded by lock */
+
+	pthread_rwlock_t peers_lock;
+	struct peer *peers; /* sorted by node; guarded by peers_lock */
+	size_t npeers;	    /* guarded by peers_lock */
+	size_t peers_cap;   /* guarded by peers_lock */
 };
 
 struct kvfs_xfer_batch {
@@ -83,6 +105,7 @@ static const char *const backend_names[KVFS_XFER_NBACKENDS] = {
 
 static const struct kvfs_xfer_backend_ops *const builtin_backends[KVFS_XFER_NBACKENDS] = {
 	[KVFS_XFER_LOCAL] = &kvfs_xfer_local_ops,
+	[KVFS_XFER_TCP] = &kvfs_xfer_tcp_ops,
 };
 
 static uint64_t now_ns(void)
@@ -112,13 +135,16 @@ const char *kvfs_xfer_backend_name(enum kvfs_xfer_backend_id id)
 	return (unsigned)id < KVFS_XFER_NBACKENDS ? backend_names[id] : "unknown";
 }
 
-/* See xfer.h. Backends that fail to initialise are left out (their peers are unreachable). */
+/*
+ * See xfer.h. Backends that fail to initialise are left out (their peers are unreachable),
+ * except `local`, and `tcp` when a listen address was asked for: those failures fail create.
+ */
 int kvfs_xfer_engine_create(const struct kvfs_xfer_config *cfg, struct kvfs_xfer_engine **ret)
 {
 	struct kvfs_xfer_engine *eng;
 	int r;
 
-	if (!cfg || !ret)
+	if (!cfg || !ret || (cfg->token && strlen(cfg->token) > KVFS_XFER_TOKEN_MAX))
 		return -EINVAL;
 	eng = calloc(1, sizeof(*eng));
 	if (!eng)
@@ -127,6 +153,7 @@ int kvfs_xfer_engine_create(const struct kvfs_xfer_config *cfg, struct kvfs_xfer
 	if (!eng->cfg.default_timeout_ns)
 		eng->cfg.default_timeout_ns = DEFAULT_TIMEOUT_NS;
 	pthread_mutex_init(&eng->lock, NULL);
+	pthread_rwlock_init(&eng->peers_lock, NULL);
 
 	for (int id = 0; id < KVFS_XFER_NBACKENDS; id++) {
 		const struct kvfs_xfer_backend_ops *ops = builtin_backends[id];
@@ -136,14 +163,21 @@ int kvfs_xfer_engine_create(const struct kvfs_xfer_config *cfg, struct kvfs_xfer
 		if (ops->init) {
 			r = ops->init(eng, &eng->cfg, &eng->be[id].priv);
 			if (r < 0) {
-				/* The local backend is not optional: without it nothing works. */
-				if (id == KVFS_XFER_LOCAL)
+				/*
+				 * The local backend is not optional: without it nothing works. A
+				 * server that was asked for and cannot listen is an error too.
+				 */
+				if (id == KVFS_XFER_LOCAL ||
+				    (id == KVFS_XFER_TCP && cfg->listen_addr))
 					goto err_fini_backends;
 				continue;
 			}
 		}
 		eng->be[id].ops = ops;
 	}
+	/* The caller's strings need not outlive create: backends took copies. */
+	eng->cfg.token = NULL;
+	eng->cfg.listen_addr = NULL;
 	*ret = eng;
 	return 0;
 
@@ -151,6 +185,7 @@ err_fini_backends:
 	for (int id = 0; id < KVFS_XFER_NBACKENDS; id++)
 		if (eng->be[id].ops && eng->be[id].ops->fini)
 			eng->be[id].ops->fini(eng->be[id].priv);
+	pthread_rwlock_destroy(&eng->peers_lock);
 	pthread_mutex_destroy(&eng->lock);
 	free(eng);
 	return r;
@@ -176,6 +211,8 @@ void kvfs_xfer_engine_destroy(struct kvfs_xfer_engine *eng)
 	for (int id = 0; id < KVFS_XFER_NBACKENDS; id++)
 		if (eng->be[id].ops && eng->be[id].ops->fini)
 			eng->be[id].ops->fini(eng->be[id].priv);
+	free(eng->peers);
+	pthread_rwlock_destroy(&eng->peers_lock);
 	pthread_mutex_destroy(&eng->lock);
 	free(eng);
 }
@@ -298,14 +335,153 @@ static void batch_expire(struct kvfs_xfer_batch *b)
 		batch_retire(b);
 }
 
-/* Routing: which backend carries @op, or NO_BACKEND with *ret_err set. */
-static unsigned route_op(struct kvfs_xfer_engine *eng, const struct kvfs_xfer_op *op, int *ret_err)
+/* Index of @node in the peer table or of where it would go; caller holds peers_lock. */
+static size_t peer_index(const struct kvfs_xfer_engine *eng, uint32_t node)
 {
-	if (op->node == eng->cfg.self_node && eng->be[KVFS_XFER_LOCAL].ops)
-		return KVFS_XFER_LOCAL;
-	/* No remote transport yet: tcp and verbs come with the peer table. */
-	*ret_err = -EHOSTUNREACH;
-	return NO_BACKEND;
+	size_t lo = 0, hi = eng->npeers;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (eng->peers[mid].node < node)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* A copy of one peer's entry, cached by submit for a run of ops to the same node. */
+struct route_cache {
+	bool valid;
+	bool found;
+	struct peer p;
+};
+
+/* Routing: which backend carries @op, or NO_BACKEND with *ret_err set. */
+static unsigned route_op(struct kvfs_xfer_engine *eng, const struct kvfs_xfer_op *op,
+			 struct route_cache *rc, int *ret_err)
+{
+	if (op->node == eng->cfg.self_node) {
+		if (eng->be[KVFS_XFER_LOCAL].ops)
+			return KVFS_XFER_LOCAL;
+		*ret_err = -EHOSTUNREACH;
+		return NO_BACKEND;
+	}
+	if (!rc->valid || rc->p.node != op->node) {
+		size_t i;
+
+		pthread_rwlock_rdlock(&eng->peers_lock);
+		i = peer_index(eng, op->node);
+		rc->found = i < eng->npeers && eng->peers[i].node == op->node;
+		if (rc->found)
+			rc->p = eng->peers[i];
+		else
+			rc->p.node = op->node;
+		pthread_rwlock_unlock(&eng->peers_lock);
+		rc->valid = true;
+	}
+	if (!rc->found || !eng->be[rc->p.backend].ops) {
+		*ret_err = -EHOSTUNREACH;
+		return NO_BACKEND;
+	}
+	if (rc->p.down ||
+	    (op->incarnation && rc->p.incarnation && op->incarnation != rc->p.incarnation)) {
+		*ret_err = -ESTALE;
+		return NO_BACKEND;
+	}
+	return rc->p.backend;
+}
+
+/* See xfer.h. Calls for one node are expected from one membership thread, not concurrently. */
+int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t incarnation,
+		       const char *addr, enum kvfs_xfer_backend_id backend)
+{
+	const struct kvfs_xfer_backend_ops *ops;
+	int old_backend = -1;
+	size_t i;
+	int r;
+
+	if (!eng || !addr || node == eng->cfg.self_node || (unsigned)backend >= NO_BACKEND ||
+	    backend == KVFS_XFER_LOCAL)
+		return -EINVAL;
+	ops = eng->be[backend].ops;
+	if (!ops || !ops->peer_set)
+		return -EOPNOTSUPP;
+	/* The backend first: once the table routes to it, it must know the peer. */
+	r = ops->peer_set(eng->be[backend].priv, node, incarnation, addr);
+	if (r < 0)
+		return r;
+
+	pthread_rwlock_wrlock(&eng->peers_lock);
+	i = peer_index(eng, node);
+	if (i == eng->npeers || eng->peers[i].node != node) {
+		if (eng->npeers == eng->peers_cap) {
+			size_t cap = eng->peers_cap ? 2 * eng->peers_cap : 16;
+			struct peer *np = realloc(eng->peers, cap * sizeof(*np));
+
+			if (!np) {
+				pthread_rwlock_unlock(&eng->peers_lock);
+				if (ops->peer_down)
+					ops->peer_down(eng->be[backend].priv, node);
+				return -ENOMEM;
+			}
+			eng->peers = np;
+			eng->peers_cap = cap;
+		}
+		memmove(&eng->peers[i + 1], &eng->peers[i],
+			(eng->npeers - i) * sizeof(*eng->peers));
+		eng->npeers++;
+	} else if (eng->peers[i].backend != backend) {
+		old_backend = eng->peers[i].backend;
+	}
+	eng->peers[i] = (struct peer){
+		.node = node, .incarnation = incarnation, .backend = (uint8_t)backend};
+	pthread_rwlock_unlock(&eng->peers_lock);
+
+	/* Moved to another backend: the old one fails what it still carries. */
+	if (old_backend >= 0 && eng->be[old_backend].ops && eng->be[old_backend].ops->peer_down)
+		eng->be[old_backend].ops->peer_down(eng->be[old_backend].priv, node);
+	return 0;
+}
+
+/* See xfer.h. */
+int kvfs_xfer_peer_down(struct kvfs_xfer_engine *eng, uint32_t node)
+{
+	const struct kvfs_xfer_backend_ops *ops;
+	unsigned backend;
+	size_t i;
+
+	if (!eng)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&eng->peers_lock);
+	i = peer_index(eng, node);
+	if (i == eng->npeers || eng->peers[i].node != node) {
+		pthread_rwlock_unlock(&eng->peers_lock);
+		return -ENOENT;
+	}
+	eng->peers[i].down = true;
+	backend = eng->peers[i].backend;
+	pthread_rwlock_unlock(&eng->peers_lock);
+
+	/* After the table: nothing new is routed there while the backend fails what it holds. */
+	ops = eng->be[backend].ops;
+	if (ops && ops->peer_down)
+		ops->peer_down(eng->be[backend].priv, node);
+	return 0;
+}
+
+/* See xfer.h. */
+int kvfs_xfer_listen_addr(struct kvfs_xfer_engine *eng, char *ret_buf, size_t len)
+{
+	const struct kvfs_xfer_backend_ops *ops;
+
+	if (!eng || !ret_buf)
+		return -EINVAL;
+	ops = eng->be[KVFS_XFER_TCP].ops;
+	if (!ops || !ops->listen_addr)
+		return -ENOENT;
+	return ops->listen_addr(eng->be[KVFS_XFER_TCP].priv, ret_buf, len);
 }
 
 /* Sort key for merging: (backend, node, incarnation, dir, remote_off, buf). */
@@ -404,6 +580,7 @@ static void batch_post(struct kvfs_xfer_batch *b)
 int kvfs_xfer_submit(struct kvfs_xfer_engine *eng, struct kvfs_xfer_op *ops, size_t n,
 		     uint64_t timeout_ns, struct kvfs_xfer_batch **ret_batch)
 {
+	struct route_cache rc = {0};
 	struct kvfs_xfer_batch *b;
 	pthread_condattr_t ca;
 	uint32_t nrouted = 0;
@@ -440,7 +617,7 @@ int kvfs_xfer_submit(struct kvfs_xfer_engine *eng, struct kvfs_xfer_op *ops, siz
 	for (uint32_t i = 0; i < n; i++) {
 		struct kvfs_xfer_op *op = &ops[i];
 		int err = 0;
-		unsigned id = route_op(eng, op, &err);
+		unsigned id = route_op(eng, op, &rc, &err);
 
 		b->route[i] = (uint8_t)id;
 		if (id == NO_BACKEND) {

@@ -11,7 +11,22 @@
  * operations to a peer declared dead fail with -ESTALE.
  *
  * Backends fill struct kvfs_xfer_backend_ops (see xfer_i.h). The engine picks one per peer:
- * `local` for this node, later `verbs` where both sides have RDMA and `tcp` otherwise.
+ * `local` for this node; for other nodes the backend named when the peer was added to the peer
+ * table with kvfs_xfer_peer_set() (`tcp` today, later `verbs` where both sides have RDMA).
+ *
+ * The peer table is fed by whoever knows the membership (the daemon, from the metadata
+ * service): kvfs_xfer_peer_set() when a node joins or restarts with a new incarnation,
+ * kvfs_xfer_peer_down() when it is declared dead, which fails its operations in flight with
+ * -ESTALE at once instead of letting them run into their deadline.
+ *
+ * Errors an operation can end with, one meaning each (STYLE.md rule 4):
+ *   -EINVAL        range outside the peer's arena (decided by the peer), malformed op
+ *   -EHOSTUNREACH  no such peer in the table, or its address refuses connections
+ *   -ESTALE        the peer is down, or the incarnation named is not the peer's current one
+ *   -ETIMEDOUT     not done by the batch's deadline (the peer did not answer in time)
+ *   -EACCES        the peer refused this node's cluster token
+ *   -EIO           the connection broke while the operation was in flight
+ *   -EPROTO        the peer sent a malformed reply (the connection is dropped)
  */
 #pragma once
 
@@ -28,13 +43,13 @@ enum kvfs_xfer_dir {
 };
 
 struct kvfs_xfer_op {
-	uint8_t dir;	     /* enum kvfs_xfer_dir */
-	uint32_t node;	     /* peer node id (may be this node) */
+	uint8_t dir;	      /* enum kvfs_xfer_dir */
+	uint32_t node;	      /* peer node id (may be this node) */
 	uint32_t incarnation; /* the peer incarnation the offset belongs to; 0 = any */
-	uint64_t remote_off; /* byte offset in the peer's arena */
-	void *buf;	     /* local buffer */
-	uint32_t len;	     /* bytes */
-	int result;	     /* out: 0 or a negative errno, valid once the batch is done */
+	uint64_t remote_off;  /* byte offset in the peer's arena */
+	void *buf;	      /* local buffer */
+	uint32_t len;	      /* bytes */
+	int result;	      /* out: 0 or a negative errno, valid once the batch is done */
 };
 
 enum kvfs_xfer_backend_id {
@@ -44,11 +59,20 @@ enum kvfs_xfer_backend_id {
 	KVFS_XFER_NBACKENDS
 };
 
+#define KVFS_XFER_TOKEN_MAX 128 /* bytes of a cluster token */
+
 struct kvfs_xfer_config {
-	uint32_t self_node;	      /* this node's id */
-	uint32_t self_incarnation;    /* this node's incarnation */
-	struct kvfs_arena *arena;     /* this node's arena (the local backend serves it) */
-	uint64_t default_timeout_ns;  /* deadline of a batch submitted with timeout 0 */
+	uint32_t self_node;	     /* this node's id */
+	uint32_t self_incarnation;   /* this node's incarnation */
+	struct kvfs_arena *arena;    /* this node's arena (the local backend serves it) */
+	uint64_t default_timeout_ns; /* deadline of a batch submitted with timeout 0 */
+
+	/* Added for the tcp backend; a zeroed field keeps the old behaviour. */
+	const char *token;	 /* cluster token, copied; NULL or "" = none; at most
+				  * KVFS_XFER_TOKEN_MAX bytes */
+	const char *listen_addr; /* "host:port" the tcp server serves this arena on; port 0 picks
+				  * a free one (see kvfs_xfer_listen_addr); NULL = no server */
+	uint32_t tcp_conns;	 /* connections per tcp peer; 0 = 2 */
 };
 
 /* Counters per backend; all monotonic. */
@@ -95,3 +119,29 @@ void kvfs_xfer_get_counters(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend
 			    struct kvfs_xfer_counters *ret);
 
 const char *kvfs_xfer_backend_name(enum kvfs_xfer_backend_id id);
+
+/*
+ * Add or update peer @node (not this node) in the peer table: its current @incarnation
+ * (0 = unknown: the peer's answer decides), its data address @addr ("host:port", "[v6]:port")
+ * and the @backend that carries its operations (KVFS_XFER_TCP today). A peer that was down is
+ * up again. When the incarnation or the address changes, operations in flight to the old one
+ * fail with -ESTALE and new ones go to the new address. May block resolving a host name; does
+ * not connect (connections are made on first use, by the backend's own threads).
+ * Returns 0, -EINVAL (self node, bad address), -EOPNOTSUPP (backend not available), -ENOMEM.
+ */
+int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t incarnation,
+		       const char *addr, enum kvfs_xfer_backend_id backend);
+
+/*
+ * Declare @node dead: its operations in flight fail with -ESTALE promptly (without waiting for
+ * their deadline) and new ones fail with -ESTALE at submit, until kvfs_xfer_peer_set() brings
+ * it back. Never blocks on the network. Returns 0 or -ENOENT for a node not in the table.
+ */
+int kvfs_xfer_peer_down(struct kvfs_xfer_engine *eng, uint32_t node);
+
+/*
+ * The address the tcp server actually listens on, as "host:port" (the port the kernel picked
+ * when cfg->listen_addr asked for port 0). Returns 0 and writes at most @len bytes including
+ * the NUL to @ret_buf, -ENOENT when there is no server, -ENOSPC when @len is too small.
+ */
+int kvfs_xfer_listen_addr(struct kvfs_xfer_engine *eng, char *ret_buf, size_t len);

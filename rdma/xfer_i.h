@@ -14,9 +14,15 @@
  *   deadline  whoever polls or waits past the deadline times the batch out: every segment not
  *             yet done fails with -ETIMEDOUT and the backend's cancel() is called for each
  *             request still posted. cancel() must guarantee that the backend touches none of
- *             the request's buffers after it returns (tcp: drop the connection; verbs: move the
- *             QP to error and drain). A late kvfs_xfer_seg_done() on a timed-out segment is
- *             ignored, and safe: a posted request holds a reference on its batch.
+ *             the request's buffers, and calls kvfs_xfer_seg_done() for none of its segments,
+ *             after it returns (tcp: forget replies not yet started, drop the connection only
+ *             when one is half received or half sent; verbs: move the QP to error and drain).
+ *             A kvfs_xfer_seg_done() that races with cancel (before cancel returns) is safe:
+ *             the caller whose deadline fired holds a reference on the batch until cancel
+ *             returns, and a segment completed twice keeps its first result.
+ *   peers     ops to another node are routed through the engine's peer table (xfer.c):
+ *             unknown node -EHOSTUNREACH, down or other incarnation -ESTALE, else the peer's
+ *             backend, which learns about the peer through peer_set() and peer_down().
  *
  * Lock order: batch->lock is a leaf; nothing else is held while taking it except by the
  * backend's own locks, which must never be held while calling kvfs_xfer_seg_done() if the
@@ -86,9 +92,23 @@ struct kvfs_xfer_backend_ops {
 
 	/* The deadline passed with @req still posted: stop touching its buffers (see above). */
 	void (*cancel)(void *priv, struct kvfs_xfer_req *req);
+
+	/*
+	 * The peer table changed: @node is at @addr with @incarnation (0 = unknown), up. Called
+	 * with no engine lock held; may block resolving @addr, never on the network. NULL: the
+	 * backend cannot carry remote peers (peer_set answers -EOPNOTSUPP).
+	 */
+	int (*peer_set)(void *priv, uint32_t node, uint32_t incarnation, const char *addr);
+
+	/* @node is dead: fail its posted requests with -ESTALE now, refuse new ones. */
+	void (*peer_down)(void *priv, uint32_t node);
+
+	/* Where this backend serves the arena ("host:port"); -ENOENT when it does not. */
+	int (*listen_addr)(void *priv, char *ret_buf, size_t len);
 };
 
 extern const struct kvfs_xfer_backend_ops kvfs_xfer_local_ops;
+extern const struct kvfs_xfer_backend_ops kvfs_xfer_tcp_ops;
 
 /*
  * Report segment @seg of @req finished with @result (0 or a negative errno). Thread-safe, never

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kvfs-bench.c - workloads shaped like kvfs's users, one subcommand each.
+ *
+ *   xfer   the transfer engine's raw tcp path: `--server ADDR:PORT` serves an arena (the peer
+ *          side of a node), `--connect ADDR:PORT` drives READs (or WRITEs) of --size through
+ *          the engine against it for --seconds and prints MB/s and ops/s, with a fixed number
+ *          of operations in flight; `--merge-check` reads 64 contiguous pages in one batch and
+ *          prints how many transfers the engine issued (expected 1) after checking the data.
+ *
+ * Subcommands live in one table (commands[] below); each parses its own options. Output is one
+ * line of `key=value` pairs per result, easy to grep from scripts/bench.sh. Exit codes: 0 ok,
+ * 1 a failure (the errno text is printed once), 2 bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench_meta.h"
+#include "pool.h"
+#include "xfer.h"
+
+#define EXIT_OK	   0
+#define EXIT_FAIL  1
+#define EXIT_USAGE 2
+
+#define SERVER_NODE 1u
+#define CLIENT_NODE 2u
+#define NSEC	    1000000000ull
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
+}
+
+/* "4096", "64K", "1M", "2G" (binary units). Returns 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if ((*end == 'i' || *end == 'B') && end[1] == '\0')
+		end++;
+	if (*end || v == 0 || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
+/* The server's arena content: a pattern any client can recompute from the offset. */
+static uint64_t pattern_word(uint64_t off)
+{
+	return (off / 8) * 0x9e3779b97f4a7c15ull ^ 0x6b76667362656e63ull;
+}
+
+static void pattern_fill(void *base, uint64_t size)
+{
+	uint64_t *w = base;
+
+	for (uint64_t i = 0; i < size / 8; i++)
+		w[i] = pattern_word(i * 8);
+}
+
+/* Compare @len bytes at @buf with the pattern at arena offset @off (both 8-byte aligned). */
+static bool pattern_check(const void *buf, uint64_t off, uint64_t len)
+{
+	const uint64_t *w = buf;
+
+	for (uint64_t i = 0; i < len / 8; i++)
+		if (w[i] != pattern_word(off + i * 8))
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* xfer */
+
+struct xfer_opts {
+	const char *server;
+	const char *connect;
+	const char *token;
+	uint64_t size;
+	uint64_t arena;
+	uint64_t span;
+	double seconds;
+	uint32_t depth;
+	uint32_t batch;
+	uint32_t conns;
+	uint32_t node;
+	bool write;
+	bool merge_check;
+	bool quiet;
+};
+
+static void xfer_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kvfs-bench xfer --server ADDR:PORT [--arena SIZE] [--token T]\n"
+		"       kvfs-bench xfer --connect ADDR:PORT [--size SIZE] [--seconds N] [--depth N]\n"
+		"                       [--batch N] [--span SIZE] [--conns N] [--write] [--token T]\n"
+		"       kvfs-bench xfer --connect ADDR:PORT --merge-check [--size SIZE]\n"
+		"  --server      serve an arena of --arena bytes (default 1G) as node 1 until SIGINT\n"
+		"  --connect     run against such a server as node 2\n"
+		"  --size        bytes per operation (default 1M); every op is its own transfer\n"
+		"  --seconds     how long to run (default 5)\n"
+		"  --depth       operations in flight (default: 32 MiB worth, at least 8)\n"
+		"  --batch       operations per submitted batch (default depth/4)\n"
+		"  --span        part of the server's arena to cycle over (default 256M)\n"
+		"  --conns       tcp connections to the server (default 2)\n"
+		"  --write       WRITE instead of READ (overwrites the server's pattern in the\n"
+		"                span: later reads fail their data check until it restarts)\n"
+		"  --merge-check read 64 contiguous pages of --size in one batch, check the data, and\n"
+		"                print the transfers issued (exit 1 unless it is 1)\n");
+}
+
+static int engine_for(const struct xfer_opts *o, uint32_t node, const char *listen,
+		      struct kvfs_arena *arena, struct kvfs_xfer_engine **ret)
+{
+	struct kvfs_xfer_config cfg = {.self_node = node,
+				       .self_incarnation = 1,
+				       .arena = arena,
+				       .default_timeout_ns = 30 * NSEC,
+				       .token = o->token,
+				       .listen_addr = listen,
+				       .tcp_conns = o->conns};
+
+	return kvfs_xfer_engine_create(&cfg, ret);
+}
+
+static int xfer_serve(const struct xfer_opts *o)
+{
+	struct kvfs_arena *arena;
+	struct kvfs_xfer_engine *eng;
+	char addr[128];
+	sigset_t set;
+	int r, sig;
+
+	r = kvfs_arena_create(o->arena, KVFS_ARENA_PREFAULT, &arena);
+	if (r < 0) {
+		fprintf(stderr, "kvfs-bench: arena of %" PRIu64 " bytes: %s\n", o->arena,
+			strerror(-r));
+		return EXIT_FAIL;
+	}
+	pattern_fill(kvfs_arena_base(arena), kvfs_arena_size(arena));
+
+	/* Signals are taken by sigwait below, before any engine thread exists. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	r = engine_for(o, SERVER_NODE, o->server, arena, &eng);
+	if (r < 0) {
+		fprintf(stderr, "kvfs-bench: serve on %s: %s\n", o->server, strerror(-r));
+		kvfs_arena_destroy(arena);
+		return EXIT_FAIL;
+	}
+	kvfs_xfer_listen_addr(eng, addr, sizeof(addr));
+	printf("listening=%s node=%u arena=%" PRIu64 "\n", addr, SERVER_NODE,
+	       kvfs_arena_size(arena));
+	fflush(stdout);
+	sigwait(&set, &sig);
+	kvfs_xfer_engine_destroy(eng);
+	kvfs_arena_destroy(arena);
+	return EXIT_OK;
+}
+
+static int xfer_connect_engine(const struct xfer_opts *o, struct kvfs_xfer_engine **ret)
+{
+	int r;
+
+	r = engine_for(o, CLIENT_NODE, NULL, NULL, ret);
+	if (r < 0) {
+		fprintf(stderr, "kvfs-bench: engine: %s\n", strerror(-r));
+		return r;
+	}
+	r = kvfs_xfer_peer_set(*ret, SERVER_NODE, 0, o->connect, KVFS_XFER_TCP);
+	if (r < 0) {
+		fprintf(stderr, "kvfs-bench: peer %s: %s\n", o->connect, strerror(-r));
+		kvfs_xfer_engine_destroy(*ret);
+	}
+	return r;
+}
+
+static int xfer_merge_check(const struct xfer_opts *o)
+{
+	struct kvfs_xfer_engine *eng;
+	struct kvfs_xfer_counters c;
+	struct kvfs_xfer_op ops[64];
+	char *buf;
+	bool ok;
+	int r;
+
+	if (o->size * 64 > (64ull << 20) || o->size % 8) {
+		fprintf(stderr, "kvfs-bench: --merge-check needs --size a multiple of 8, <= 1M\n");
+		return EXIT_USAGE;
+	}
+	buf = malloc(o->size * 64);
+	if (!buf || xfer_connect_engine(o, &eng) < 0) {
+		free(buf);
+		return EXIT_FAIL;
+	}
+	for (int i = 0; i < 64; i++)
+		ops[i] = (struct kvfs_xfer_op){.dir = KVFS_XFER_READ,
+					       .node = SERVER_NODE,
+					       .remote_off = (uint64_t)i * o->size,
+					       .buf = buf + (uint64_t)i * o->size,
+					       .len = (uint32_t)o->size};
+	r = kvfs_xfer_run(eng, ops, 64, 0);
+	kvfs_xfer_get_counters(eng, KVFS_XFER_TCP, &c);
+	ok = r == 0 && pattern_check(buf, 0, o->size * 64);
+	printf("merge-check ops=%" PRIu64 " transfers=%" PRIu64 " bytes=%" PRIu64
+	       " data=%s result=%s\n",
+	       c.ops, c.transfers, c.bytes, ok ? "ok" : "BAD", r ? strerror(-r) : "ok");
+	kvfs_xfer_engine_destroy(eng);
+	free(buf);
+	return ok && c.transfers == 1 ? EXIT_OK : EXIT_FAIL;
+}
+
+/* One batch slot of the throughput loop. */
+struct slot {
+	struct kvfs_xfer_op *ops;
+	struct kvfs_xfer_batch *b;
+};
+
+static int xfer_throughput(const struct xfer_opts *o)
+{
+	uint32_t nslots = o->depth / o->batch;
+	/* A page of gap after each op's buffer: local memory is never contiguous, so every op
+	 * is its own transfer and the numbers are per transfer of --size. */
+	uint64_t stride = o->size + 4096;
+	struct kvfs_xfer_engine *eng;
+	struct kvfs_xfer_counters c;
+	struct slot *slots;
+	struct kvfs_xfer_op *ops;
+	uint64_t cursor = 0, t0, t1, done_ops = 0, done_bytes = 0, deadline;
+	char *buf;
+	int r, failed = 0;
+	double secs;
+
+	slots = calloc(nslots, sizeof(*slots));
+	ops = calloc((size_t)nslots * o->batch, sizeof(*ops));
+	buf = aligned_alloc(4096, (size_t)nslots * o->batch * stride);
+	if (!slots || !ops || !buf) {
+		fprintf(stderr, "kvfs-bench: %s\n", strerror(ENOMEM));
+		free(slots);
+		free(ops);
+		free(buf);
+		return EXIT_FAIL;
+	}
+	memset(buf, 0, (size_t)nslots * o->batch * stride);
+	if (xfer_connect_engine(o, &eng) < 0) {
+		free(slots);
+		free(ops);
+		free(buf);
+		return EXIT_FAIL;
+	}
+
+	t0 = now_ns();
+	deadline = t0 + (uint64_t)(o->seconds * (double)NSEC);
+	for (uint32_t s = 0, k = 0; s < nslots; s++) {
+		slots[s].ops = &ops[(size_t)s * o->batch];
+		for (uint32_t i = 0; i < o->batch; i++, k++)
+			slots[s].ops[i] = (struct kvfs_xfer_op){.dir = o->write ? KVFS_XFER_WRITE
+										: KVFS_XFER_READ,
+								.node = SERVER_NODE,
+								.buf = buf + (uint64_t)k * stride,
+								.len = (uint32_t)o->size};
+	}
+	/* Keep every slot in flight: reap the oldest, resubmit it, until time is up. */
+	for (uint64_t n = 0; !failed; n++) {
+		struct slot *sl = &slots[n % nslots];
+
+		if (sl->b) {
+			r = kvfs_xfer_wait(sl->b);
+			kvfs_xfer_batch_put(sl->b);
+			sl->b = NULL;
+			if (r < 0) {
+				failed = r;
+				break;
+			}
+			done_ops += o->batch;
+			done_bytes += (uint64_t)o->batch * o->size;
+			if (now_ns() >= deadline)
+				break;
+		}
+		for (uint32_t i = 0; i < o->batch; i++) {
+			if (cursor + o->size > o->span)
+				cursor = 0;
+			sl->ops[i].remote_off = cursor;
+			cursor += o->size;
+		}
+		failed = kvfs_xfer_submit(eng, sl->ops, o->batch, 0, &sl->b);
+	}
+	/* Drain what is still in flight (it counts: the clock runs until it is done). */
+	for (uint32_t s = 0; s < nslots; s++) {
+		if (!slots[s].b)
+			continue;
+		r = kvfs_xfer_wait(slots[s].b);
+		kvfs_xfer_batch_put(slots[s].b);
+		slots[s].b = NULL;
+		if (r < 0 && !failed)
+			failed = r;
+		if (r == 0) {
+			done_ops += o->batch;
+			done_bytes += (uint64_t)o->batch * o->size;
+		}
+	}
+	t1 = now_ns();
+	kvfs_xfer_get_counters(eng, KVFS_XFER_TCP, &c);
+	secs = (double)(t1 - t0) / (double)NSEC;
+	if (!failed && !o->write && o->size % 8 == 0 &&
+	    !pattern_check(buf, slots[0].ops[0].remote_off, o->size))
+		failed = -EBADMSG;
+	if (failed)
+		fprintf(stderr, "kvfs-bench: xfer: %s\n",
+			failed == -EBADMSG ? "data mismatch" : strerror(-failed));
+	printf("xfer op=%s size=%" PRIu64 " depth=%u batch=%u conns=%u seconds=%.2f ops=%" PRIu64
+	       " MBps=%.1f Gbps=%.2f ops_per_s=%.0f transfers=%" PRIu64 " errors=%" PRIu64 "\n",
+	       o->write ? "write" : "read", o->size, o->depth, o->batch, o->conns ? o->conns : 2,
+	       secs, done_ops, (double)done_bytes / secs / 1e6, (double)done_bytes * 8 / secs / 1e9,
+	       (double)done_ops / secs, c.transfers, c.errors);
+	kvfs_xfer_engine_destroy(eng);
+	free(slots);
+	free(ops);
+	free(buf);
+	return failed ? EXIT_FAIL : EXIT_OK;
+}
+
+static int cmd_xfer(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"server", required_argument, NULL, 's'}, {"connect", required_argument, NULL, 'c'},
+		{"size", required_argument, NULL, 'S'},	  {"seconds", required_argument, NULL, 't'},
+		{"depth", required_argument, NULL, 'd'},  {"batch", required_argument, NULL, 'b'},
+		{"arena", required_argument, NULL, 'a'},  {"span", required_argument, NULL, 'p'},
+		{"conns", required_argument, NULL, 'n'},  {"token", required_argument, NULL, 'T'},
+		{"write", no_argument, NULL, 'w'},	  {"merge-check", no_argument, NULL, 'm'},
+		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+	};
+	struct xfer_opts o = {
+		.size = 1 << 20, .arena = 1ull << 30, .span = 256ull << 20, .seconds = 5};
+	uint64_t v;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			o.server = optarg;
+			break;
+		case 'c':
+			o.connect = optarg;
+			break;
+		case 'S':
+			if (parse_size(optarg, &o.size) < 0 || o.size > (64u << 20))
+				goto bad;
+			break;
+		case 'a':
+			if (parse_size(optarg, &o.arena) < 0)
+				goto bad;
+			break;
+		case 'p':
+			if (parse_size(optarg, &o.span) < 0)
+				goto bad;
+			break;
+		case 't':
+			o.seconds = strtod(optarg, NULL);
+			if (!(o.seconds > 0))
+				goto bad;
+			break;
+		case 'd':
+		case 'b':
+		case 'n':
+			if (parse_size(optarg, &v) < 0 || v > 65536)
+				goto bad;
+			if (ch == 'd')
+				o.depth = (uint32_t)v;
+			else if (ch == 'b')
+				o.batch = (uint32_t)v;
+			else
+				o.conns = (uint32_t)v;
+			break;
+		case 'T':
+			o.token = optarg;
+			break;
+		case 'w':
+			o.write = true;
+			break;
+		case 'm':
+			o.merge_check = true;
+			break;
+		case 'h':
+			xfer_usage(stdout);
+			return EXIT_OK;
+		default:
+			goto bad;
+		}
+	}
+	if (optind != argc || !o.server == !o.connect)
+		goto bad;
+	if (o.server)
+		return xfer_serve(&o);
+	if (o.merge_check)
+		return xfer_merge_check(&o);
+	if (!o.depth) {
+		o.depth = (uint32_t)((32ull << 20) / o.size);
+		if (o.depth < 8)
+			o.depth = 8;
+	}
+	if (!o.batch)
+		o.batch = o.depth >= 4 ? o.depth / 4 : 1;
+	if (o.batch > o.depth || o.span < o.size)
+		goto bad;
+	o.depth -= o.depth % o.batch;
+	return xfer_throughput(&o);
+
+bad:
+	xfer_usage(stderr);
+	return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static const struct command commands[] = {
+	{"xfer", cmd_xfer, "transfer engine throughput over tcp, and the merge check"},
+	{"meta", kvfs_bench_meta_main,
+	 "kvfs-meta keys/s and latency (3FS routes, 128-key batches)"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: kvfs-bench COMMAND [OPTIONS]   (kvfs-bench COMMAND --help)\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "kvfs-bench: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}
