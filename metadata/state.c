@@ -115,9 +115,13 @@ struct rec_pool {
 
 struct rec_node {
 	uint32_t incarnation;
-	uint32_t pad;
+	uint32_t flags; /* REC_NODE_*; 0 in stores written before the flag existed */
 	uint64_t arena_size;
 	char addr[64];
+};
+
+enum {
+	REC_NODE_DEAD = 1 << 0, /* left or declared dead: its incarnation may not resume */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -217,6 +221,7 @@ struct node {
 	char addr[64];
 	struct kvfs_palloc *pa; /* NULL while the node is not alive */
 	bool owned;
+	bool dead; /* left or declared dead (persisted): this incarnation cannot resume */
 };
 
 struct lease {
@@ -634,6 +639,7 @@ static void db_put_node(struct meta_state *s, const struct node *n)
 
 	memset(&r, 0, sizeof(r));
 	r.incarnation = n->inc;
+	r.flags = n->dead ? REC_NODE_DEAD : 0;
 	r.arena_size = n->arena_size;
 	memcpy(r.addr, n->addr, sizeof(r.addr));
 	put_be32(k, n->id);
@@ -3053,6 +3059,7 @@ int meta_state_node_register(struct meta_state *s, struct kvfs_node_info *info,
 	nd->addr[sizeof(nd->addr) - 1] = '\0';
 	nd->pa = pa;
 	nd->owned = owned != NULL;
+	nd->dead = false;
 	db_put_node(s, nd);
 	r = invalidate_node(s, id, nd->inc, &rm);
 	if (r == 0)
@@ -3079,6 +3086,11 @@ err_unlock:
 
 int meta_state_node_leave(struct meta_state *s, uint32_t node)
 {
+	return meta_state_node_leave_inc(s, node, 0);
+}
+
+int meta_state_node_leave_inc(struct meta_state *s, uint32_t node, uint32_t incarnation)
+{
 	struct rmlist rm = {0};
 	struct kvfs_palloc *old = NULL;
 	struct node *nd;
@@ -3088,6 +3100,10 @@ int meta_state_node_leave(struct meta_state *s, uint32_t node)
 	nd = node_find(s, node);
 	if (!nd) {
 		r = -ENOENT;
+		goto out;
+	}
+	if (incarnation && nd->inc != incarnation) {
+		r = -ESTALE;
 		goto out;
 	}
 	r = op_begin(s);
@@ -3117,6 +3133,8 @@ int meta_state_node_leave(struct meta_state *s, uint32_t node)
 		old = nd->pa;
 	nd->pa = NULL;
 	nd->owned = false;
+	nd->dead = true;
+	db_put_node(s, nd);
 	r = invalidate_node(s, node, 0, &rm);
 	if (r < 0)
 		s->txn_err = s->txn_err ? s->txn_err : r;
@@ -3146,6 +3164,88 @@ int meta_state_node_get(struct meta_state *s, uint32_t node, struct kvfs_node_in
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+int meta_state_node_resume(struct meta_state *s, uint32_t node, uint32_t incarnation)
+{
+	struct kvfs_palloc *pa = NULL;
+	struct node *nd;
+	uint64_t arena;
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	nd = node_find(s, node);
+	if (!nd) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOENT;
+	}
+	if (nd->inc != incarnation || nd->dead) {
+		pthread_mutex_unlock(&s->lock);
+		return -ESTALE;
+	}
+	if (nd->pa) {
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	arena = nd->arena_size;
+	pthread_mutex_unlock(&s->lock);
+
+	/* allocate outside the lock, then re-check: a register or leave may have raced */
+	r = kvfs_palloc_create(arena, &pa);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	nd = node_find(s, node);
+	if (!nd || nd->inc != incarnation || nd->dead) {
+		r = nd ? -ESTALE : -ENOENT;
+	} else if (nd->pa) {
+		r = 0;
+	} else {
+		nd->pa = pa;
+		nd->owned = true;
+		r = rebuild_palloc(s, nd);
+		if (r < 0) {
+			nd->pa = NULL;
+			nd->owned = false;
+		} else {
+			pa = NULL;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	kvfs_palloc_destroy(pa);
+	return r;
+}
+
+int meta_state_node_list(struct meta_state *s, struct meta_state_node **ret_nodes, size_t *ret_n)
+{
+	struct meta_state_node *v;
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->nnodes;
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct node *nd = &s->nodes[i];
+
+		v[i].info.id = nd->id;
+		v[i].info.incarnation = nd->inc;
+		v[i].info.arena_size = nd->arena_size;
+		memcpy(v[i].info.addr, nd->addr, sizeof(v[i].info.addr));
+		v[i].alive = nd->pa != NULL;
+		v[i].dead = nd->dead;
+		if (nd->pa) {
+			v[i].capacity = kvfs_palloc_capacity(nd->pa);
+			v[i].free = kvfs_palloc_free_bytes(nd->pa);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	*ret_nodes = v;
+	*ret_n = n;
+	return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -3231,6 +3331,7 @@ static int load_nodes(struct meta_state *s, MDB_cursor *c)
 		if (!nd)
 			return -ENOMEM;
 		nd->inc = rn.incarnation;
+		nd->dead = (rn.flags & REC_NODE_DEAD) != 0;
 		nd->arena_size = rn.arena_size;
 		memcpy(nd->addr, rn.addr, sizeof(nd->addr));
 		nd->addr[sizeof(nd->addr) - 1] = '\0';

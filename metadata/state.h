@@ -66,6 +66,33 @@ int meta_state_node_leave(struct meta_state *s, uint32_t node);
 /* The node's id, incarnation, arena size and address. -ENOENT when unknown. */
 int meta_state_node_get(struct meta_state *s, uint32_t node, struct kvfs_node_info *ret);
 
+/* As meta_state_node_leave(), but only if @incarnation (0 = any) is the node's current one:
+ * -ESTALE otherwise, and nothing changes. A node that left is marked dead in the store: its
+ * incarnation can never be resumed, only replaced by a new register. */
+int meta_state_node_leave_inc(struct meta_state *s, uint32_t node, uint32_t incarnation);
+
+/*
+ * Make a known node alive again with its current @incarnation, without a new incarnation: used
+ * by kvfs-meta after its own restart, when a node that kept running heartbeats again. Its pages
+ * stay valid and an owned allocator of its arena size is rebuilt from them. Returns 0 when the
+ * node is alive with @incarnation afterwards (also when it already was), -ESTALE when the
+ * incarnation is not the current one or the node left or was declared dead (it must register
+ * again), -ENOENT for an unknown node, -ENOMEM.
+ */
+int meta_state_node_resume(struct meta_state *s, uint32_t node, uint32_t incarnation);
+
+/* One node as meta_state_node_list() reports it. */
+struct meta_state_node {
+	struct kvfs_node_info info;
+	bool alive;	   /* has an allocator: registered (or resumed) and not left */
+	bool dead;	   /* left or declared dead since its last register */
+	uint64_t capacity; /* arena bytes (0 when not alive) */
+	uint64_t free;	   /* free arena bytes (0 when not alive) */
+};
+
+/* Every node ever registered, alive or not. *ret_nodes is malloc'd (free it). */
+int meta_state_node_list(struct meta_state *s, struct meta_state_node **ret_nodes, size_t *ret_n);
+
 int meta_state_pool_create(struct meta_state *s, struct kvfs_pool_attr *attr);
 int meta_state_pool_list(struct meta_state *s, struct kvfs_pool_attr **ret_pools, size_t *ret_n);
 int meta_state_pool_get(struct meta_state *s, uint32_t pool, struct kvfs_pool_attr *ret);

@@ -654,3 +654,88 @@ err_free:
 	free(rel);
 	return r;
 }
+
+/* ---- base64 (xattr values) ---- */
+
+static const char b64_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *kvfs_meta_b64_encode(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+
+		*o++ = b64_alphabet[v >> 18];
+		*o++ = b64_alphabet[(v >> 12) & 63];
+		*o++ = b64_alphabet[(v >> 6) & 63];
+		*o++ = b64_alphabet[v & 63];
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
+
+		*o++ = b64_alphabet[v >> 18];
+		*o++ = b64_alphabet[(v >> 12) & 63];
+		*o++ = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
+		*o++ = '=';
+	}
+	*o = 0;
+	return out;
+}
+
+static int b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int kvfs_meta_b64_decode(const char *s, size_t len, void **ret, size_t *ret_len)
+{
+	unsigned char *out, *o;
+	size_t pad = 0;
+
+	if (len % 4)
+		return -EINVAL;
+	if (len && s[len - 1] == '=')
+		pad = len >= 2 && s[len - 2] == '=' ? 2 : 1;
+	out = malloc(len / 4 * 3 + 1);
+	if (!out)
+		return -ENOMEM;
+	o = out;
+	for (size_t i = 0; i < len; i += 4) {
+		bool last = i + 4 == len;
+		int v[4];
+
+		for (int k = 0; k < 4; k++) {
+			v[k] = b64_value(s[i + k]);
+			if (v[k] < 0 && !(last && s[i + k] == '=' && k >= 4 - (int)pad)) {
+				free(out);
+				return -EINVAL;
+			}
+			if (v[k] < 0)
+				v[k] = 0;
+		}
+		*o++ = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (!(last && pad == 2))
+			*o++ = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		if (!(last && pad >= 1))
+			*o++ = (unsigned char)((v[2] & 3) << 6 | v[3]);
+	}
+	*ret = out;
+	*ret_len = (size_t)(o - out);
+	return 0;
+}

@@ -120,3 +120,41 @@ int kvfs_meta_json_3fs_confirm(const json_t *req, size_t max,
 			       struct kvfs_meta_hf3fs_confirm **ret_confirms, size_t *ret_nc,
 			       int64_t **ret_release, size_t *ret_nr,
 			       struct kvfs_meta_json_error *err);
+
+/* Base64 (RFC 4648, padded) for xattr values. encode returns a malloc'd NUL-terminated string
+ * or NULL when out of memory; decode returns 0 and a malloc'd *ret (free it) of *ret_len bytes,
+ * -EINVAL for bad input, -ENOMEM. */
+char *kvfs_meta_b64_encode(const void *buf, size_t len);
+int kvfs_meta_b64_decode(const char *s, size_t len, void **ret, size_t *ret_len);
+
+/*
+ * The fast path for the hot 3FS bodies (fastparse.c): one pass over the raw body, keys as
+ * (pointer, length) into @body, no per-key allocation. It accepts a strict subset of what the
+ * jansson decoders above accept, with the same meaning: ASCII strings without escapes, integers
+ * without fraction or exponent, only the route's fields ("namespace" plus "keys", or
+ * "written_keys_to_confirm" and "pages_to_release"), each at most once, keys of at most
+ * KVFS_META_HF3FS_KEY_MAX bytes, at most @max items per array. Returns 0 and fills *ret (free
+ * with kvfs_meta_fast_3fs_free(); @body must outlive it), or -EAGAIN for anything else -
+ * malformed bodies included - after which the caller decodes with jansson, which accepts the
+ * body or reports the precise error. Never reads beyond @len; @body need not be NUL-terminated.
+ */
+enum kvfs_meta_3fs_shape {
+	KVFS_META_3FS_KEYS,	 /* {"keys": ["k", ...]} */
+	KVFS_META_3FS_KEY_PAIRS, /* {"keys": [["k", "prefix" | null], ...]} */
+	KVFS_META_3FS_CONFIRM,	 /* {"written_keys_to_confirm": [...], "pages_to_release": [...]} */
+};
+
+struct kvfs_meta_3fs_body {
+	char ns[KVFS_META_HF3FS_NS_MAX + 1];
+	bool has_ns; /* false: no "namespace" (or null), meaning "kv" */
+	struct kvfs_meta_hf3fs_key *keys;
+	size_t nkeys;
+	struct kvfs_meta_hf3fs_confirm *confirms;
+	size_t nconfirms;
+	int64_t *release;
+	size_t nrelease;
+};
+
+int kvfs_meta_fast_3fs(const char *body, size_t len, enum kvfs_meta_3fs_shape shape, size_t max,
+		       struct kvfs_meta_3fs_body *ret);
+void kvfs_meta_fast_3fs_free(struct kvfs_meta_3fs_body *b);

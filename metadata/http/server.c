@@ -79,6 +79,8 @@ struct kvfs_meta_server {
 	const struct kvfs_meta_route *native;
 	size_t nnative;
 	void *native_ctx;
+	int (*native_metrics)(void *native_ctx, char **ret_text, size_t *ret_len);
+	bool no_fast_parse;
 	struct route_metrics *metrics; /* R_NATIVE + nnative slots */
 	_Atomic uint64_t too_large, unauthorised;
 };
@@ -351,21 +353,44 @@ static bool authorised(const struct kvfs_meta_server *s, struct MHD_Connection *
 
 /* ---- the 3FS routes ---- */
 
+/* The keys of @req (decoded with jansson, *ret_own: free them) or of @fb (borrowed). */
+static int keys_of(const json_t *req, const struct kvfs_meta_3fs_body *fb, bool pairs,
+		   struct kvfs_meta_hf3fs_key **ret, size_t *ret_n, bool *ret_own,
+		   struct kvfs_meta_json_error *err)
+{
+	if (fb) {
+		*ret = fb->keys;
+		*ret_n = fb->nkeys;
+		*ret_own = false;
+		return 0;
+	}
+	*ret_own = true;
+	return pairs ? kvfs_meta_json_3fs_key_pairs(req, MAX_BATCH, ret, ret_n, err)
+		     : kvfs_meta_json_3fs_keys(req, MAX_BATCH, ret, ret_n, err);
+}
+
+/* A 3FS route. The body is either @req (jansson) or @fb (the fast parser), never both. */
 static enum MHD_Result do_3fs(struct kvfs_meta_server *s, struct MHD_Connection *c,
-			      struct request *rq, json_t *req)
+			      struct request *rq, const json_t *req,
+			      const struct kvfs_meta_3fs_body *fb)
 {
 	struct kvfs_meta_json_error err = {{0}};
 	struct kvfs_meta_hf3fs_key *keys = NULL;
 	struct sbuf out = {0};
 	const char *ns;
+	bool own = false;
 	size_t n = 0;
 	int r;
 
 	if (!s->hf3fs)
 		return send_error(c, rq, 503, -ENOTSUP, "3FS compatibility is disabled");
-	r = kvfs_meta_json_3fs_namespace(req, &ns, &err);
-	if (r)
-		return send_error(c, rq, 0, r, err.msg);
+	if (fb) {
+		ns = fb->has_ns ? fb->ns : NULL;
+	} else {
+		r = kvfs_meta_json_3fs_namespace(req, &ns, &err);
+		if (r)
+			return send_error(c, rq, 0, r, err.msg);
+	}
 
 	switch (rq->route) {
 	case R_3FS_INITIALIZE: {
@@ -382,7 +407,7 @@ static enum MHD_Result do_3fs(struct kvfs_meta_server *s, struct MHD_Connection 
 	case R_3FS_EXISTS: {
 		bool *ex;
 
-		r = kvfs_meta_json_3fs_keys(req, MAX_BATCH, &keys, &n, &err);
+		r = keys_of(req, fb, false, &keys, &n, &own, &err);
 		if (r)
 			break;
 		ex = malloc(n ? n : 1);
@@ -410,7 +435,7 @@ static enum MHD_Result do_3fs(struct kvfs_meta_server *s, struct MHD_Connection 
 	case R_3FS_GET: {
 		int64_t *idx;
 
-		r = kvfs_meta_json_3fs_keys(req, MAX_BATCH, &keys, &n, &err);
+		r = keys_of(req, fb, false, &keys, &n, &own, &err);
 		if (r)
 			break;
 		idx = malloc((n ? n : 1) * sizeof(*idx));
@@ -438,7 +463,7 @@ static enum MHD_Result do_3fs(struct kvfs_meta_server *s, struct MHD_Connection 
 	case R_3FS_RESERVE: {
 		struct kvfs_meta_hf3fs_reserve_result *res;
 
-		r = kvfs_meta_json_3fs_key_pairs(req, MAX_BATCH, &keys, &n, &err);
+		r = keys_of(req, fb, true, &keys, &n, &own, &err);
 		if (r)
 			break;
 		res = malloc((n ? n : 1) * sizeof(*res));
@@ -470,19 +495,28 @@ static enum MHD_Result do_3fs(struct kvfs_meta_server *s, struct MHD_Connection 
 		int64_t *rel;
 		size_t nc, nr;
 
-		r = kvfs_meta_json_3fs_confirm(req, MAX_BATCH, &conf, &nc, &rel, &nr, &err);
-		if (r)
-			break;
+		if (fb) {
+			conf = fb->confirms;
+			nc = fb->nconfirms;
+			rel = fb->release;
+			nr = fb->nrelease;
+		} else {
+			r = kvfs_meta_json_3fs_confirm(req, MAX_BATCH, &conf, &nc, &rel, &nr, &err);
+			if (r)
+				break;
+		}
 		r = kvfs_meta_hf3fs_confirm(s->hf3fs, rq->rank, ns, conf, nc, rel, nr);
 		if (r == -EINVAL)
 			snprintf(err.msg, sizeof(err.msg),
 				 "a page index is outside [0, num_pages)");
-		free(conf);
-		free(rel);
+		if (!fb) {
+			free(conf);
+			free(rel);
+		}
 		break;
 	}
 	case R_3FS_DELETE:
-		r = kvfs_meta_json_3fs_keys(req, MAX_BATCH, &keys, &n, &err);
+		r = keys_of(req, fb, false, &keys, &n, &own, &err);
 		if (!r)
 			r = kvfs_meta_hf3fs_delete(s->hf3fs, rq->rank, ns, keys, n, NULL);
 		break;
@@ -492,7 +526,8 @@ static enum MHD_Result do_3fs(struct kvfs_meta_server *s, struct MHD_Connection 
 	default:
 		r = -ENOSYS;
 	}
-	free(keys);
+	if (own)
+		free(keys);
 
 	if (r == -ENOENT)
 		snprintf(err.msg, sizeof(err.msg),
@@ -629,6 +664,14 @@ static enum MHD_Result do_metrics(struct kvfs_meta_server *s, struct MHD_Connect
 		sb_lit(&b, "# 3FS state per (rank, namespace): gauges and counters since start.\n");
 		kvfs_meta_hf3fs_foreach(s->hf3fs, metrics_space, &b);
 	}
+	if (s->native_metrics) {
+		char *txt = NULL;
+		size_t len = 0;
+
+		if (s->native_metrics(s->native_ctx, &txt, &len) == 0)
+			sb_add(&b, txt, len);
+		free(txt);
+	}
 	return send_sbuf(c, rq, 200, &b, "text/plain; version=0.0.4");
 }
 
@@ -657,6 +700,23 @@ static enum MHD_Result dispatch(struct kvfs_meta_server *s, struct MHD_Connectio
 	if (rq->route == R_METRICS)
 		return do_metrics(s, c, rq);
 
+	/* The hot 3FS bodies take the fast parser; what it does not handle goes to jansson. */
+	if (rq->route == R_3FS_EXISTS || rq->route == R_3FS_GET || rq->route == R_3FS_DELETE ||
+	    rq->route == R_3FS_RESERVE || rq->route == R_3FS_CONFIRM) {
+		struct kvfs_meta_3fs_body fb;
+		enum kvfs_meta_3fs_shape shape =
+			rq->route == R_3FS_RESERVE   ? KVFS_META_3FS_KEY_PAIRS
+			: rq->route == R_3FS_CONFIRM ? KVFS_META_3FS_CONFIRM
+						     : KVFS_META_3FS_KEYS;
+
+		if (!s->no_fast_parse &&
+		    kvfs_meta_fast_3fs(rq->body, rq->len, shape, MAX_BATCH, &fb) == 0) {
+			ret = do_3fs(s, c, rq, NULL, &fb);
+			kvfs_meta_fast_3fs_free(&fb);
+			return ret;
+		}
+	}
+
 	/* The reference's clear is sent with a body; accept an empty one there too. */
 	if (!rq->len && rq->route == R_3FS_CLEAR)
 		req = json_object();
@@ -666,7 +726,7 @@ static enum MHD_Result dispatch(struct kvfs_meta_server *s, struct MHD_Connectio
 		return send_error(c, rq, 400, r, err.msg);
 
 	if (rq->route <= R_3FS_GET) {
-		ret = do_3fs(s, c, rq, req);
+		ret = do_3fs(s, c, rq, req, NULL);
 		json_decref(req);
 		return ret;
 	}
@@ -869,6 +929,8 @@ int kvfs_meta_server_create(const struct kvfs_meta_server_config *cfg,
 	s->native = cfg->native ? cfg->native : kvfs_meta_native_routes;
 	s->nnative = cfg->native ? cfg->nnative : kvfs_meta_native_nroutes;
 	s->native_ctx = cfg->native_ctx;
+	s->native_metrics = cfg->native_metrics;
+	s->no_fast_parse = cfg->no_fast_parse;
 	if (cfg->token && *cfg->token) {
 		s->token = strdup(cfg->token);
 		if (!s->token) {

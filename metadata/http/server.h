@@ -54,6 +54,10 @@ struct kvfs_meta_server_config {
 	const struct kvfs_meta_route *native; /* borrowed; NULL: kvfs_meta_native_routes */
 	size_t nnative;
 	void *native_ctx; /* passed to native handlers */
+	/* Appended to /metrics when set: malloc'd Prometheus text of the native state (e.g.
+	 * kvfs_meta_native_metrics); called on a server thread with native_ctx. */
+	int (*native_metrics)(void *native_ctx, char **ret_text, size_t *ret_len);
+	bool no_fast_parse; /* decode every 3FS body with jansson (for comparisons and tests) */
 };
 
 /* Bind, listen and start serving. Returns 0 and *ret, -EINVAL for a bad listen address,

@@ -389,6 +389,119 @@ START_TEST(hf3fs_bodies)
 }
 END_TEST
 
+/* The fast parser: accepts the common bodies with the same meaning as jansson, and answers
+ * -EAGAIN (fall back to jansson) for everything else. */
+static int fast(const char *body, enum kvfs_meta_3fs_shape shape, size_t max,
+		struct kvfs_meta_3fs_body *b)
+{
+	return kvfs_meta_fast_3fs(body, strlen(body), shape, max, b);
+}
+
+START_TEST(fast_parser)
+{
+	static const char *const fallback_keys[] = {
+		"",
+		"{",
+		"[]",
+		"{}", /* keys missing: jansson reports it */
+		"{\"keys\": null}",
+		"{\"keys\": [\"a\"], \"keys\": []}", /* duplicate */
+		"{\"keys\": [\"a\\\"b\"]}",	     /* an escape */
+		"{\"keys\": [\"\xc3\xa9\"]}",	     /* non-ASCII */
+		"{\"keys\": [\"a\"], \"other\": 1}", /* unknown field */
+		"{\"keys\": [\"a\",]}",
+		"{\"keys\": [\"a\"]} x",
+		"{\"keys\": [1]}",
+		"{\"keys\": [\"a\"], \"namespace\": 5}",
+		"{\"keys\": [\"a\"]",
+	};
+	struct kvfs_meta_3fs_body b;
+	char big[600];
+
+	for (size_t i = 0; i < sizeof(fallback_keys) / sizeof(fallback_keys[0]); i++)
+		ck_assert_msg(fast(fallback_keys[i], KVFS_META_3FS_KEYS, 16, &b) == -EAGAIN, "%s",
+			      fallback_keys[i]);
+
+	ck_assert_int_eq(fast(" {\"namespace\" : \"ns1\", \"keys\":[ \"a\" ,\"bc\",\"\"]}\n",
+			      KVFS_META_3FS_KEYS, 16, &b),
+			 0);
+	ck_assert(b.has_ns);
+	ck_assert_str_eq(b.ns, "ns1");
+	ck_assert_uint_eq(b.nkeys, 3);
+	ck_assert_uint_eq(b.keys[1].len, 2);
+	ck_assert_mem_eq(b.keys[1].ptr, "bc", 2);
+	ck_assert_uint_eq(b.keys[2].len, 0);
+	kvfs_meta_fast_3fs_free(&b);
+	ck_assert_int_eq(fast("{\"keys\": [], \"namespace\": null}", KVFS_META_3FS_KEYS, 16, &b),
+			 0);
+	ck_assert(!b.has_ns);
+	ck_assert_uint_eq(b.nkeys, 0);
+	kvfs_meta_fast_3fs_free(&b);
+	/* limits: array length and key length go to jansson for the exact error */
+	ck_assert_int_eq(fast("{\"keys\": [\"a\", \"b\", \"c\"]}", KVFS_META_3FS_KEYS, 2, &b),
+			 -EAGAIN);
+	memset(big, 'x', sizeof(big));
+	snprintf(big, sizeof(big), "{\"keys\": [\"%0*d\"]}", KVFS_META_HF3FS_KEY_MAX + 1, 0);
+	ck_assert_int_eq(fast(big, KVFS_META_3FS_KEYS, 2, &b), -EAGAIN);
+
+	ck_assert_int_eq(fast("{\"keys\": [[\"k1\", \"\"], [\"k2\", null]]}",
+			      KVFS_META_3FS_KEY_PAIRS, 16, &b),
+			 0);
+	ck_assert_uint_eq(b.nkeys, 2);
+	ck_assert_mem_eq(b.keys[1].ptr, "k2", 2);
+	kvfs_meta_fast_3fs_free(&b);
+	ck_assert_int_eq(fast("{\"keys\": [[\"k1\"]]}", KVFS_META_3FS_KEY_PAIRS, 16, &b), -EAGAIN);
+	ck_assert_int_eq(fast("{\"keys\": [[\"k1\", 3]]}", KVFS_META_3FS_KEY_PAIRS, 16, &b),
+			 -EAGAIN);
+
+	ck_assert_int_eq(fast("{\"written_keys_to_confirm\": [[\"a\", 3], [\"b\", -1]], "
+			      "\"pages_to_release\": [7, 0]}",
+			      KVFS_META_3FS_CONFIRM, 16, &b),
+			 0);
+	ck_assert_uint_eq(b.nconfirms, 2);
+	ck_assert_int_eq(b.confirms[1].index, -1);
+	ck_assert_uint_eq(b.nrelease, 2);
+	ck_assert_int_eq(b.release[0], 7);
+	kvfs_meta_fast_3fs_free(&b);
+	ck_assert_int_eq(fast("{}", KVFS_META_3FS_CONFIRM, 16, &b), 0);
+	ck_assert_uint_eq(b.nconfirms + b.nrelease, 0);
+	kvfs_meta_fast_3fs_free(&b);
+	ck_assert_int_eq(fast("{\"pages_to_release\": [1.0]}", KVFS_META_3FS_CONFIRM, 16, &b),
+			 -EAGAIN);
+	ck_assert_int_eq(fast("{\"pages_to_release\": [01]}", KVFS_META_3FS_CONFIRM, 16, &b),
+			 -EAGAIN);
+	ck_assert_int_eq(fast("{\"pages_to_release\": [1234567890123456789]}",
+			      KVFS_META_3FS_CONFIRM, 16, &b),
+			 -EAGAIN);
+	ck_assert_int_eq(fast("{\"keys\": []}", KVFS_META_3FS_CONFIRM, 16, &b), -EAGAIN);
+}
+END_TEST
+
+START_TEST(base64)
+{
+	static const char *const vec[][2] = {
+		{"", ""},	 {"f", "Zg=="},	       {"fo", "Zm8="},
+		{"foo", "Zm9v"}, {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}};
+	void *out;
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		char *e = kvfs_meta_b64_encode(vec[i][0], strlen(vec[i][0]));
+
+		ck_assert_str_eq(e, vec[i][1]);
+		free(e);
+		ck_assert_int_eq(kvfs_meta_b64_decode(vec[i][1], strlen(vec[i][1]), &out, &len), 0);
+		ck_assert_uint_eq(len, strlen(vec[i][0]));
+		ck_assert_mem_eq(out, vec[i][0], len);
+		free(out);
+	}
+	ck_assert_int_eq(kvfs_meta_b64_decode("Zg=", 3, &out, &len), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_b64_decode("Z===", 4, &out, &len), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_b64_decode("Zg=a", 4, &out, &len), -EINVAL);
+	ck_assert_int_eq(kvfs_meta_b64_decode("Z!==", 4, &out, &len), -EINVAL);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -400,6 +513,8 @@ static Suite *http_suite(void)
 	tcase_add_test(codec, layout_roundtrip);
 	tcase_add_test(codec, dirent_pool_statfs_node);
 	tcase_add_test(codec, hf3fs_bodies);
+	tcase_add_test(codec, fast_parser);
+	tcase_add_test(codec, base64);
 	suite_add_tcase(s, codec);
 	return s;
 }
