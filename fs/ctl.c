@@ -121,7 +121,18 @@ static json_t *stats_json(struct kvfs_fs *fs)
 	size_t npools = 0;
 	json_t *root, *jp, *xf, *fsj;
 
-	kvfs_palloc_get_stats(fs->palloc, &ps);
+	memset(&ps, 0, sizeof(ps));
+	if (fs->palloc) {
+		kvfs_palloc_get_stats(fs->palloc, &ps);
+	} else {
+		/* cluster mode: the service allocates in our arena; ask it for the totals */
+		struct kvfs_statfs sf;
+
+		if (fs->meta->ops->statfs(fs->meta, KVFS_ROOT_INO, &sf) == 0) {
+			ps.used = sf.used;
+			ps.free = sf.free;
+		}
+	}
 	root = json_object();
 	json_object_set_new(
 		root, "node",

@@ -1139,10 +1139,12 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			CTR(fs, read_holes);
 			plan_add_iov(&p, (void *)fs->zero, n);
 		} else if (pg->ref.node == fs->node && pg->ref.incarnation == fs->incarnation) {
-			r = kvfs_palloc_pin(fs->palloc, pg->ref.off);
-			if (r < 0)
-				goto err_unlock;
-			p.pins[p.npins++] = pg->ref.off;
+			if (fs->palloc) {
+				r = kvfs_palloc_pin(fs->palloc, pg->ref.off);
+				if (r < 0)
+					goto err_unlock;
+				p.pins[p.npins++] = pg->ref.off;
+			}
 			plan_add_iov(&p, kvfs_arena_ptr(fs->arena, pg->ref.off + in_page), n);
 		} else {
 			struct kvfs_xfer_op *op = &p.ops[p.nops++];
@@ -1979,7 +1981,7 @@ static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
 		if (pe->ref.node != fs->node || pe->ref.incarnation != fs->incarnation)
 			continue; /* remote pages stay remote until read */
 		len = l->attr.size - off < P ? l->attr.size - off : P;
-		if (kvfs_palloc_pin(fs->palloc, pe->ref.off) < 0) {
+		if (fs->palloc && kvfs_palloc_pin(fs->palloc, pe->ref.off) < 0) {
 			ok = false;
 			break;
 		}
@@ -1987,7 +1989,8 @@ static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
 		bv.buf[0].size = len;
 		if (fuse_lowlevel_notify_store(fs->se, ino, off, &bv, 0) < 0)
 			ok = false;
-		kvfs_palloc_unpin(fs->palloc, pe->ref.off);
+		if (fs->palloc)
+			kvfs_palloc_unpin(fs->palloc, pe->ref.off);
 		CTR_ADD(fs, cache_push_bytes, len);
 	}
 out:

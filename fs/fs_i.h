@@ -135,11 +135,16 @@ struct fs_counters {
 struct kvfs_fs {
 	struct kvfs_meta *meta;
 	struct kvfs_arena *arena;
-	struct kvfs_palloc *palloc;
+	struct kvfs_palloc *palloc; /* embedded mode only: pins need the allocator that allocates.
+				       With --meta the service allocates in our arena and open
+				       leases keep pages from reuse; palloc is NULL then. */
 	struct kvfs_xfer_engine *xfer;
 	struct fuse_session *se;
 	uint32_t node;
-	uint32_t incarnation;
+	_Atomic uint32_t
+		incarnation; /* replaced only before the session starts or, with --meta, when
+				 the service made us re-register: old pages then read as remote
+				 pages of a stale incarnation and fail with EIO, never garbage */
 	uint64_t arena_size;
 
 	enum fs_cache_mode cache_mode;

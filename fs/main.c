@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "fs_i.h"
+#include "meta_http.h"
 #include "pool.h"
 #include "xfer.h"
 
@@ -55,6 +56,10 @@ struct options {
 	struct pool_opt *pools;
 	unsigned threads;
 	enum fs_cache_mode cache;
+	bool timeout_set;
+	const char *meta_url;	/* --meta: join a cluster through kvfs-meta */
+	const char *token_file; /* --token-file */
+	const char *node_addr;	/* --node-addr: our data address, advertised to peers */
 };
 
 static void usage(FILE *f)
@@ -78,6 +83,10 @@ static void usage(FILE *f)
 		"      --threads N         maximum FUSE worker threads (default 16)\n"
 		"      --cache MODE        page cache for read-only opens: auto (default: first read\n"
 		"                          direct, then pushed into the page cache), page, direct\n"
+		"      --meta URL          join a cluster: metadata from kvfs-meta at URL\n"
+		"                          (default: embedded, this node only)\n"
+		"      --token-file F      cluster token for kvfs-meta and peers\n"
+		"      --node-addr H:P     this node's data address advertised to peers\n"
 		"  -o OPTS                 extra FUSE mount options (e.g. allow_other)\n"
 		"  -h, --help              this help\n"
 		"  -V, --version           print the version\n"
@@ -163,7 +172,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		OPT_SYNC,
 		OPT_TIMEOUT,
 		OPT_THREADS,
-		OPT_CACHE
+		OPT_CACHE,
+		OPT_META,
+		OPT_TOKEN,
+		OPT_NODE_ADDR
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -179,6 +191,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"cache", required_argument, NULL, OPT_CACHE},
+		{"meta", required_argument, NULL, OPT_META},
+		{"token-file", required_argument, NULL, OPT_TOKEN},
+		{"node-addr", required_argument, NULL, OPT_NODE_ADDR},
 		{NULL, 0, NULL, 0},
 	};
 	struct pool_opt **tail = &o->pools;
@@ -242,6 +257,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_TIMEOUT:
 			o->timeout = strtod(optarg, NULL);
+			o->timeout_set = true;
 			if (o->timeout < 0) {
 				fprintf(stderr, "kvfs: --timeout: want seconds >= 0\n");
 				return -EINVAL;
@@ -251,6 +267,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->threads = (unsigned)strtoul(optarg, NULL, 10);
 			if (o->threads < 1)
 				o->threads = 1;
+			break;
+		case OPT_META:
+			o->meta_url = optarg;
+			break;
+		case OPT_TOKEN:
+			o->token_file = optarg;
+			break;
+		case OPT_NODE_ADDR:
+			o->node_addr = optarg;
 			break;
 		case OPT_CACHE:
 			if (!strcmp(optarg, "auto")) {
@@ -461,6 +486,101 @@ static void *tune_readahead(void *arg)
 	return NULL;
 }
 
+/* --meta: the service made us register again (declared dead, or it lost our incarnation). */
+static void on_reregistered(void *ctx, const struct kvfs_node_info *info)
+{
+	struct kvfs_fs *fs = ctx;
+
+	/* every page of the old incarnation is gone for the cluster: from now on our own old
+	 * pages compare as a stale incarnation and their reads fail with EIO */
+	fs->incarnation = info->incarnation;
+	fprintf(stderr, "kvfs: re-registered as node %u incarnation %u\n", info->id,
+		info->incarnation);
+}
+
+static int read_token(const char *path, char **ret)
+{
+	char buf[4096];
+	size_t n;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		n--;
+	buf[n] = 0;
+	*ret = strdup(buf);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/*
+ * Join the cluster at o->meta_url: create the HTTP metadata client, register this node (with
+ * the id remembered in DATA/node-id, so a restarted node comes back as itself with a new
+ * incarnation and its old pages are never trusted) and let the client heartbeat.
+ */
+static int join_cluster(struct kvfs_fs *fs, const struct options *o, const char *data_dir)
+{
+	struct kvfs_meta_http_config hc = {0};
+	struct kvfs_node_info info = {0};
+	char idpath[PATH_MAX], *token = NULL;
+	FILE *f;
+	int r;
+
+	if (o->token_file) {
+		r = read_token(o->token_file, &token);
+		if (r < 0) {
+			fprintf(stderr, "kvfs: --token-file %s: %s\n", o->token_file, strerror(-r));
+			return r;
+		}
+	}
+	hc.url = o->meta_url;
+	hc.token = token;
+	hc.heartbeat = true;
+	hc.reregistered = on_reregistered;
+	hc.ctx = fs;
+	r = kvfs_meta_http_create(&hc, &fs->meta);
+	free(token);
+	if (r < 0) {
+		fprintf(stderr, "kvfs: --meta %s: %s\n", o->meta_url, strerror(-r));
+		return r;
+	}
+	snprintf(idpath, sizeof(idpath), "%s/node-id", data_dir);
+	f = fopen(idpath, "re");
+	if (f) {
+		unsigned id = 0;
+
+		if (fscanf(f, "%u", &id) == 1)
+			info.id = id;
+		fclose(f);
+	}
+	info.arena_size = fs->arena_size;
+	if (o->node_addr)
+		snprintf(info.addr, sizeof(info.addr), "%s", o->node_addr);
+	r = fs->meta->ops->node_register(fs->meta, &info);
+	if (r < 0) {
+		fprintf(stderr, "kvfs: cannot register with kvfs-meta at %s: %s\n", o->meta_url,
+			strerror(-r));
+		goto err_destroy_meta;
+	}
+	f = fopen(idpath, "we");
+	if (!f || fprintf(f, "%u\n", info.id) < 0 || fclose(f) != 0) {
+		r = -errno;
+		fprintf(stderr, "kvfs: cannot remember the node id in %s: %s\n", idpath,
+			strerror(-r));
+		goto err_destroy_meta;
+	}
+	fs->node = info.id;
+	fs->incarnation = info.incarnation;
+	return 0;
+
+err_destroy_meta:
+	kvfs_meta_destroy(fs->meta);
+	fs->meta = NULL;
+	return r;
+}
+
 static int ensure_pools(struct kvfs_fs *fs, struct pool_opt *pools)
 {
 	for (struct pool_opt *p = pools; p; p = p->next) {
@@ -544,6 +664,7 @@ int main(int argc, char **argv)
 	int r, ready_fd = -1, lock_fd = -1;
 	pthread_t ra_thread;
 	bool ra_started = false;
+	uint32_t inc = 0;
 
 	r = parse_args(argc, argv, &o);
 	if (r < 0)
@@ -590,6 +711,9 @@ int main(int argc, char **argv)
 
 	kvfs_fs_init(&fs);
 	fs.mountpoint = real_mnt;
+	/* Shared metadata changes behind this kernel's back: cache names and attributes briefly */
+	if (o.meta_url && !o.timeout_set)
+		o.timeout = 1.0;
 	fs.entry_timeout = fs.attr_timeout = o.timeout;
 	fs.cache_mode = o.cache;
 	fs.zero = mmap(NULL, KVFS_PAGE_MAX, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -609,24 +733,32 @@ int main(int argc, char **argv)
 		goto err_unmap_zero;
 	}
 	fs.arena_size = kvfs_arena_size(fs.arena);
-	r = kvfs_palloc_create(fs.arena_size, &fs.palloc);
-	if (r < 0) {
-		fprintf(stderr, "kvfs: cannot create the page allocator: %s\n", strerror(-r));
-		goto err_destroy_arena;
+	if (o.meta_url) {
+		r = join_cluster(&fs, &o, data_dir);
+		if (r < 0)
+			goto err_destroy_arena;
+	} else {
+		r = kvfs_palloc_create(fs.arena_size, &fs.palloc);
+		if (r < 0) {
+			fprintf(stderr, "kvfs: cannot create the page allocator: %s\n",
+				strerror(-r));
+			goto err_destroy_arena;
+		}
+		mc.dir = data_dir;
+		mc.local_palloc = fs.palloc;
+		mc.local_arena_size = fs.arena_size;
+		mc.cb.removed = kvfs_fs_meta_removed;
+		mc.cb.ctx = &fs;
+		mc.sync = o.sync;
+		r = kvfs_meta_embedded_create(&mc, &fs.meta);
+		if (r < 0) {
+			fprintf(stderr, "kvfs: cannot open the metadata store in %s: %s\n",
+				data_dir, strerror(-r));
+			goto err_destroy_palloc;
+		}
+		kvfs_meta_embedded_node(fs.meta, &fs.node, &inc);
+		fs.incarnation = inc;
 	}
-	mc.dir = data_dir;
-	mc.local_palloc = fs.palloc;
-	mc.local_arena_size = fs.arena_size;
-	mc.cb.removed = kvfs_fs_meta_removed;
-	mc.cb.ctx = &fs;
-	mc.sync = o.sync;
-	r = kvfs_meta_embedded_create(&mc, &fs.meta);
-	if (r < 0) {
-		fprintf(stderr, "kvfs: cannot open the metadata store in %s: %s\n", data_dir,
-			strerror(-r));
-		goto err_destroy_palloc;
-	}
-	kvfs_meta_embedded_node(fs.meta, &fs.node, &fs.incarnation);
 	r = ensure_pools(&fs, o.pools);
 	if (r < 0)
 		goto err_destroy_meta;

@@ -108,14 +108,15 @@ kvfs_up() {
 	"$KVFS" -f --dram "$DRAM" --prefault --data "$KDATA" --pool kv --pool hc64,page-size=64K \
 		${KVFS_ARGS:-} "$KMNT" >>"$OUT/kvfs.log" 2>&1 &
 	KPID=$!
-	for _ in $(seq 200); do
+	# pre-faulting a multi-GiB arena takes seconds on a loaded VM: allow a minute
+	for _ in $(seq 1200); do
 		kill -0 "$KPID" 2>/dev/null || die "kvfs exited at start (see $OUT/kvfs.log)"
 		if is_mounted "$KMNT" && timeout 5 cat "$KMNT/.kvfs/stats" >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.05
 	done
-	die "kvfs did not mount within 10 s (see $OUT/kvfs.log)"
+	die "kvfs did not mount within 60 s (see $OUT/kvfs.log)"
 }
 
 kvfs_down() {

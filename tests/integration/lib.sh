@@ -30,6 +30,8 @@ LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEST_NAME=$(basename "$0" .sh)
 LIB_MAIN_PID=$$
 KVFS_PID=""	# the daemon this test started, or empty
+META_URL=""	# kvfs-meta of this test (KVFS_VIA_META=1), or empty
+META_PID=""
 KVFS_STATUS=""	# exit status of the last daemon stopped with kvfs_stop
 LIB_PIDS=()	# other background processes this test started (killed at cleanup)
 LIB_SIGRESET=()	# command prefix that starts a program with default SIGINT/SIGQUIT handling
@@ -204,6 +206,26 @@ os.execvp(sys.argv[1], sys.argv[1:])')
 	trap 'lib_on_err $? "$BASH_COMMAND"' ERR
 	cd "$WORK"
 	log "work dir $WORK, kvfs $KVFS_BIN"
+	[ "${KVFS_VIA_META:-0}" = 1 ] && meta_start
+	return 0
+}
+
+# meta_start: with KVFS_VIA_META=1 the same cases run against a real kvfs-meta on a free
+# loopback port (its store in $WORK/meta): kvfs_start then mounts with --meta.
+meta_start() {
+	local port i
+	[ -x "${KVFS_META_BIN:-}" ] || skip "kvfs-meta not found at '${KVFS_META_BIN:-}'"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	"$KVFS_META_BIN" --listen "127.0.0.1:$port" --data "$WORK/meta" >>"$WORK/kvfs-meta.log" 2>&1 &
+	META_PID=$!
+	bg_register "$META_PID"
+	META_URL=http://127.0.0.1:$port
+	for i in $(seq 100); do
+		curl -sf "$META_URL/healthz" >/dev/null 2>&1 && break
+		pid_alive "$META_PID" || fail "kvfs-meta exited at start: $(cat "$WORK/kvfs-meta.log")"
+		sleep 0.05
+	done
+	log "kvfs-meta pid $META_PID at $META_URL"
 }
 
 # kvfs_start [ARG...]: start the daemon in the foreground (as a background job of this shell)
@@ -218,8 +240,8 @@ kvfs_start() {
 	# A background job of a non-interactive shell starts with SIGINT and SIGQUIT ignored, and
 	# libfuse keeps an ignored disposition: restore the defaults, as a terminal would have them.
 	"${LIB_SIGRESET[@]}" \
-		"$KVFS_BIN" -f --dram "$KVFS_DRAM" --data "$DATA" --pool kv --pool mamba "$@" "$MNT" \
-		>>"$KVFS_LOG" 2>&1 &
+		"$KVFS_BIN" -f --dram "$KVFS_DRAM" --data "$DATA" --pool kv --pool mamba \
+		${META_URL:+--meta "$META_URL"} "$@" "$MNT" >>"$KVFS_LOG" 2>&1 &
 	KVFS_PID=$!
 	kvfs_wait_mounted
 }
