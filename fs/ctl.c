@@ -112,6 +112,7 @@ static const struct {
 	COUNTER(evict_notices),
 	COUNTER(cache_pushes),
 	COUNTER(cache_push_bytes),
+	COUNTER(readaheads),
 };
 
 static json_t *stats_json(struct kvfs_fs *fs)

@@ -409,6 +409,7 @@ static struct fs_open *open_create(struct kvfs_fs *fs, const struct kvfs_layout 
 	if (!o)
 		return NULL;
 	fs_pagemap_init(&o->pages);
+	pthread_mutex_init(&o->ra_lock, NULL);
 	for (size_t i = 0; i < l->npages; i++) {
 		if (!fs_pagemap_put(&o->pages, l->pages[i].index, &l->pages[i].ref, false)) {
 			fs_pagemap_fini(&o->pages);
@@ -425,6 +426,35 @@ static struct fs_open *open_create(struct kvfs_fs *fs, const struct kvfs_layout 
 	if (fs->meta->ops->pool_get(fs->meta, o->pool, &pa) == 0 && pa.max_file_size)
 		o->max_file_size = pa.max_file_size;
 	return o;
+}
+
+static void ra_put(struct fs_ra *ra)
+{
+	if (ra && atomic_fetch_sub(&ra->refs, 1) == 1) {
+		free(ra->data);
+		free(ra->valid);
+		free(ra);
+	}
+}
+
+/* The current window if it is still valid for @gen, with a reference; else NULL. */
+static struct fs_ra *ra_get(struct fs_open *o, uint64_t gen)
+{
+	struct fs_ra *ra;
+
+	pthread_mutex_lock(&o->ra_lock);
+	ra = o->ra;
+	if (ra && ra->gen == gen)
+		atomic_fetch_add(&ra->refs, 1);
+	else
+		ra = NULL;
+	pthread_mutex_unlock(&o->ra_lock);
+	return ra;
+}
+
+static bool ra_has(const struct fs_ra *ra, uint64_t idx)
+{
+	return ra && idx >= ra->first && idx < ra->first + ra->npages && ra->valid[idx - ra->first];
 }
 
 struct pending_vec {
@@ -504,6 +534,8 @@ static void open_destroy(struct kvfs_fs *fs, struct fs_inode *in)
 	/* pages that never made it into a commit go back to the free space */
 	fs_pagemap_drop_from(&in->open->pages, 0, abort_page, &ac);
 	fs_pagemap_fini(&in->open->pages);
+	ra_put(in->open->ra);
+	pthread_mutex_destroy(&in->open->ra_lock);
 	free(in->open);
 	in->open = NULL;
 }
@@ -855,6 +887,7 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 	struct kvfs_layout *l = NULL;
 	struct fs_handle *h;
 	struct fs_inode *in;
+	bool inval_attrs;
 	uint64_t lease;
 	int r;
 
@@ -884,6 +917,9 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 		}
 	}
 	in->open->nopen++;
+	/* another node may have changed size and times behind this kernel's attribute cache */
+	inval_attrs = fs->palloc == NULL && l->attr.version != in->seen_version;
+	in->seen_version = l->attr.version;
 	if ((fi->flags & O_DIRECT) || (fi->flags & O_ACCMODE) != O_RDONLY ||
 	    fs->cache_mode == FS_CACHE_DIRECT) {
 		fi->direct_io = 1;
@@ -906,6 +942,10 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 		}
 	}
 	pthread_rwlock_unlock(&in->lock);
+	/* close-to-open: attributes only (offset -1), which takes no lock the kernel holds here;
+	 * a read past the stale cached size then fetches the new one */
+	if (inval_attrs && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 
 	kvfs_layout_free(l);
 	h->inode = in;
@@ -1069,15 +1109,123 @@ static int plan_add_iov(struct read_plan *p, void *base, size_t len)
 	return 0;
 }
 
+static bool is_local(const struct kvfs_fs *fs, const struct kvfs_page_ref *ref)
+{
+	return ref->node == fs->node && ref->incarnation == fs->incarnation;
+}
+
+/*
+ * Fetch the remote pages of [@start, @start + window) into a new read-ahead window of @o and
+ * install it. Called without in->lock; @refs/@idx were collected under it at generation @gen.
+ * Returns the window with a reference for the caller, or NULL (the read then falls back to
+ * fetching just what it needs).
+ */
+static struct fs_ra *ra_fetch(struct kvfs_fs *fs, struct fs_open *o, uint64_t start,
+			      uint32_t npages, uint32_t P, uint64_t size, uint64_t gen,
+			      const uint64_t *idx, const struct kvfs_page_ref *refs, size_t n)
+{
+	struct kvfs_xfer_op *ops;
+	struct fs_ra *ra, *old;
+
+	ra = calloc(1, sizeof(*ra));
+	ops = calloc(n, sizeof(*ops));
+	if (!ra || !ops)
+		goto err_free;
+	ra->valid = calloc(npages, 1);
+	ra->data = malloc((size_t)npages * P);
+	if (!ra->valid || !ra->data)
+		goto err_free;
+	ra->first = start;
+	ra->npages = npages;
+	ra->page_size = P;
+	ra->gen = gen;
+	atomic_store(&ra->refs, 2); /* o->ra and the caller */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t pstart = idx[i] * P;
+
+		ops[i].dir = KVFS_XFER_READ;
+		ops[i].node = refs[i].node;
+		ops[i].incarnation = refs[i].incarnation;
+		ops[i].remote_off = refs[i].off;
+		ops[i].buf = ra->data + (idx[i] - start) * P;
+		ops[i].len = (uint32_t)(size - pstart < P ? size - pstart : P);
+	}
+	/* one batch: the engine merges pages contiguous on a peer into one transfer */
+	kvfs_xfer_run(fs->xfer, ops, n, 0);
+	for (size_t i = 0; i < n; i++)
+		ra->valid[idx[i] - start] = ops[i].result == 0;
+	free(ops);
+	pthread_mutex_lock(&o->ra_lock);
+	old = o->ra;
+	o->ra = ra;
+	pthread_mutex_unlock(&o->ra_lock);
+	ra_put(old);
+	CTR(fs, readaheads);
+	return ra;
+
+err_free:
+	if (ra) {
+		free(ra->valid);
+		free(ra->data);
+	}
+	free(ra);
+	free(ops);
+	return NULL;
+}
+
+/*
+ * A sequential read (from offset 0, or where the last read ended) that needs a remote page the
+ * current window lacks plans a new window: the remote pages of up to FS_RA_BYTES from there.
+ * Caller holds in->lock. Returns the number of pages to fetch into ret_idx/ret_refs (arrays of
+ * at least FS_RA_BYTES / P + 1 entries), 0 when no fetch is needed.
+ */
+static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, const struct fs_ra *cur, uint64_t off,
+		      uint64_t end, uint64_t *ret_start, uint32_t *ret_npages, uint64_t *ret_idx,
+		      struct kvfs_page_ref *ret_refs)
+{
+	uint64_t P = o->page_size, start = UINT64_MAX, last_page, w;
+	size_t n = 0;
+
+	if (off != 0 && off != atomic_load(&o->next_off))
+		return 0;
+	for (uint64_t i = off / P; i <= (end - 1) / P; i++) {
+		struct fs_page *pg = fs_pagemap_find(&o->pages, i);
+
+		if (pg && !is_local(fs, &pg->ref) && !ra_has(cur, i)) {
+			start = i;
+			break;
+		}
+	}
+	if (start == UINT64_MAX)
+		return 0;
+	w = FS_RA_BYTES / P ? FS_RA_BYTES / P : 1;
+	last_page = (o->size - 1) / P;
+	if (start + w - 1 > last_page)
+		w = last_page - start + 1;
+	for (uint64_t i = start; i < start + w; i++) {
+		struct fs_page *pg = fs_pagemap_find(&o->pages, i);
+
+		if (pg && !is_local(fs, &pg->ref)) {
+			ret_idx[n] = i;
+			ret_refs[n] = pg->ref;
+			n++;
+		}
+	}
+	*ret_start = start;
+	*ret_npages = (uint32_t)w;
+	return n;
+}
+
 static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		      struct fuse_file_info *fi)
 {
 	struct kvfs_fs *fs = fs_of(req);
 	struct fs_handle *h = handle_of(fi);
 	struct read_plan p = {0};
+	struct fs_ra *ra = NULL;
 	struct fs_inode *in;
 	struct fs_open *o;
-	uint64_t end, pos, P, nslots, remote_bytes = 0;
+	uint64_t end, pos, P, nslots, remote_bytes = 0, gen;
 	int r = 0;
 
 	(void)ino;
@@ -1102,6 +1250,34 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (end > o->size)
 		end = o->size;
 	P = o->page_size;
+	gen = in->content_gen;
+
+	/* remote pages: a sequential reader fetches a window ahead, without in->lock held */
+	if (fs->palloc == NULL) {
+		size_t cap = FS_RA_BYTES / P + 1, n;
+		uint64_t *idx = malloc(cap * sizeof(*idx)), start = 0;
+		struct kvfs_page_ref *refs = malloc(cap * sizeof(*refs));
+		uint32_t npages = 0;
+
+		ra = ra_get(o, gen);
+		n = idx && refs ? ra_plan(fs, o, ra, (uint64_t)off, end, &start, &npages, idx, refs)
+				: 0;
+		if (n) {
+			uint64_t fsize = o->size;
+
+			pthread_rwlock_unlock(&in->lock);
+			ra_put(ra);
+			ra = ra_fetch(fs, o, start, npages, (uint32_t)P, fsize, gen, idx, refs, n);
+			pthread_rwlock_rdlock(&in->lock);
+			if (ra && ra->gen != in->content_gen) {
+				ra_put(ra); /* written meanwhile: read what is there now */
+				ra = NULL;
+			}
+		}
+		free(idx);
+		free(refs);
+	}
+
 	nslots = (end - 1) / P - (uint64_t)off / P + 1;
 	p.iov = malloc(nslots * sizeof(*p.iov));
 	p.pins = malloc(nslots * sizeof(*p.pins));
@@ -1109,14 +1285,14 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		r = -ENOMEM;
 		goto err_unlock;
 	}
-	/* first pass: how much comes from other nodes */
+	/* first pass: how much comes from other nodes and is not in the window */
 	for (pos = (uint64_t)off; pos < end;) {
 		uint64_t idx = pos / P, in_page = pos % P, n = P - in_page;
 		struct fs_page *pg = fs_pagemap_find(&o->pages, idx);
 
 		if (n > end - pos)
 			n = end - pos;
-		if (pg && !(pg->ref.node == fs->node && pg->ref.incarnation == fs->incarnation))
+		if (pg && !is_local(fs, &pg->ref) && !ra_has(ra, idx))
 			remote_bytes += n;
 		pos += n;
 	}
@@ -1138,7 +1314,7 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (!pg) {
 			CTR(fs, read_holes);
 			plan_add_iov(&p, (void *)fs->zero, n);
-		} else if (pg->ref.node == fs->node && pg->ref.incarnation == fs->incarnation) {
+		} else if (is_local(fs, &pg->ref)) {
 			if (fs->palloc) {
 				r = kvfs_palloc_pin(fs->palloc, pg->ref.off);
 				if (r < 0)
@@ -1146,6 +1322,8 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				p.pins[p.npins++] = pg->ref.off;
 			}
 			plan_add_iov(&p, kvfs_arena_ptr(fs->arena, pg->ref.off + in_page), n);
+		} else if (ra_has(ra, idx)) {
+			plan_add_iov(&p, ra->data + (idx - ra->first) * P + in_page, n);
 		} else {
 			struct kvfs_xfer_op *op = &p.ops[p.nops++];
 
@@ -1168,9 +1346,11 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			goto err_unpin;
 	}
 	fuse_reply_iov(req, p.iov, (int)p.niov);
+	atomic_store(&o->next_off, end);
 	CTR_ADD(fs, read_bytes, end - (uint64_t)off);
 	for (size_t i = 0; i < p.npins; i++)
 		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
+	ra_put(ra);
 	free(p.iov);
 	free(p.pins);
 	free(p.bounce);
@@ -1182,6 +1362,7 @@ err_unlock:
 err_unpin:
 	for (size_t i = 0; i < p.npins; i++)
 		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
+	ra_put(ra);
 	free(p.iov);
 	free(p.pins);
 	free(p.bounce);
@@ -2066,6 +2247,7 @@ int kvfs_fs_init(struct kvfs_fs *fs)
 {
 	start_ns = now_ns();
 	pthread_mutex_init(&fs->itable_lock, NULL);
+	pthread_mutex_init(&fs->peers_lock, NULL);
 	pthread_mutex_init(&fs->notify_lock, NULL);
 	pthread_cond_init(&fs->notify_cond, NULL);
 	return 0;
@@ -2108,6 +2290,7 @@ void kvfs_fs_fini(struct kvfs_fs *fs)
 			next = in->hnext;
 			if (in->open) {
 				fs_pagemap_fini(&in->open->pages);
+				ra_put(in->open->ra);
 				free(in->open);
 			}
 			pthread_rwlock_destroy(&in->lock);
@@ -2120,4 +2303,5 @@ void kvfs_fs_fini(struct kvfs_fs *fs)
 	pthread_cond_destroy(&fs->notify_cond);
 	pthread_mutex_destroy(&fs->notify_lock);
 	pthread_mutex_destroy(&fs->itable_lock);
+	pthread_mutex_destroy(&fs->peers_lock);
 }

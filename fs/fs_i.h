@@ -22,10 +22,11 @@ struct kvfs_xfer_engine;
 struct fuse_session;
 
 /* Reserved inode numbers of the synthetic control tree (below KVFS_FIRST_INO). */
-#define FS_CTLDIR_INO  2ull /* /.kvfs */
-#define FS_STATS_INO   3ull /* /.kvfs/stats */
-#define FS_CTL_INO     4ull /* /.kvfs/ctl */
-#define FS_CTLDIR_NAME ".kvfs"
+#define FS_CTLDIR_INO	  2ull /* /.kvfs */
+#define FS_STATS_INO	  3ull /* /.kvfs/stats */
+#define FS_CTL_INO	  4ull /* /.kvfs/ctl */
+#define FS_CTLDIR_NAME	  ".kvfs"
+#define KVFS_FS_MAX_PEERS 256
 
 /* ------------------------------------------------------------------------------------------ */
 /* Page map of an open file: page index -> where it lives, open addressing. */
@@ -63,9 +64,29 @@ void fs_pagemap_each(const struct fs_pagemap *pm, void (*fn)(void *ctx, struct f
  * layout at the first open, kept until the last release. Writes land here first (pending
  * pages, the new size) and are committed on flush/fsync/release.
  */
+/*
+ * Remote pages fetched ahead of a sequential reader, in one engine batch (so a run of pages that
+ * is contiguous on the peer costs one transfer). Replies point into it, hence the references:
+ * one for fs_open.ra and one per read in flight.
+ */
+struct fs_ra {
+	_Atomic unsigned refs;
+	uint64_t first; /* page index of data[0] */
+	uint32_t npages;
+	uint32_t page_size;
+	uint64_t gen;	/* the inode's content_gen when fetched: any local change voids it */
+	uint8_t *valid; /* per page: fetched successfully */
+	char *data;
+};
+
+#define FS_RA_BYTES (16u << 20) /* read-ahead window for remote pages */
+
 struct fs_open {
 	struct fs_pagemap pages;
-	uint64_t size; /* current size, including uncommitted writes */
+	pthread_mutex_t ra_lock;
+	struct fs_ra *ra;	   /* guarded by ra_lock */
+	_Atomic uint64_t next_off; /* where the last read ended: sequential detection */
+	uint64_t size;		   /* current size, including uncommitted writes */
 	uint64_t committed_size;
 	uint32_t page_size;
 	uint32_t pool;
@@ -91,6 +112,7 @@ struct fs_inode {
 	uint64_t cached_gen;	 /* guarded by lock; content_gen the kernel page cache holds */
 	bool cache_valid;	 /* guarded by lock */
 	bool push_queued;	 /* guarded by lock; a page-cache push is waiting (--cache auto) */
+	uint64_t seen_version;	 /* guarded by lock; metadata version at the last open (--meta) */
 };
 
 /*
@@ -129,7 +151,7 @@ struct fs_counters {
 	_Atomic uint64_t lookups, getattrs, opens, releases, reads, read_bytes, writes, write_bytes,
 		commits, creates, unlinks, renames, mkdirs, rmdirs, readdirs, truncates, fsyncs,
 		evict_notices, read_holes, read_errors, write_errors, cache_pushes,
-		cache_push_bytes;
+		cache_push_bytes, readaheads;
 };
 
 struct kvfs_fs {
@@ -164,6 +186,14 @@ struct kvfs_fs {
 	bool notify_stop;	   /* guarded by notify_lock */
 	pthread_t notify_thread;
 	bool notify_started;
+
+	char *token; /* cluster token (--token-file), or NULL */
+
+	/* peers the engine knows, kept in step with membership (--meta) */
+	_Atomic bool xfer_ready;
+	pthread_mutex_t peers_lock;
+	uint32_t peers[KVFS_FS_MAX_PEERS]; /* guarded by peers_lock */
+	size_t npeers;			   /* guarded by peers_lock */
 
 	char *mountpoint;
 	_Atomic bool inited; /* FUSE INIT done */

@@ -486,6 +486,39 @@ static void *tune_readahead(void *arg)
 	return NULL;
 }
 
+/*
+ * --meta: the set of alive nodes changed. Point the engine at every live peer (a restarted peer
+ * comes back with a new incarnation and replaces its entry) and fail everything in flight to
+ * peers that are gone. Runs on the client's heartbeat thread.
+ */
+static void on_peers_changed(void *ctx, const struct kvfs_node_info *alive, size_t n)
+{
+	struct kvfs_fs *fs = ctx;
+	struct kvfs_xfer_engine *eng = atomic_load(&fs->xfer_ready) ? fs->xfer : NULL;
+
+	if (!eng)
+		return; /* the engine starts later and loads the list itself */
+	pthread_mutex_lock(&fs->peers_lock);
+	for (size_t i = 0; i < fs->npeers; i++) {
+		bool still = false;
+
+		for (size_t j = 0; j < n; j++)
+			if (alive[j].id == fs->peers[i])
+				still = true;
+		if (!still)
+			kvfs_xfer_peer_down(eng, fs->peers[i]);
+	}
+	fs->npeers = 0;
+	for (size_t j = 0; j < n && fs->npeers < KVFS_FS_MAX_PEERS; j++) {
+		if (alive[j].id == fs->node || !alive[j].addr[0])
+			continue;
+		kvfs_xfer_peer_set(eng, alive[j].id, alive[j].incarnation, alive[j].addr,
+				   KVFS_XFER_TCP);
+		fs->peers[fs->npeers++] = alive[j].id;
+	}
+	pthread_mutex_unlock(&fs->peers_lock);
+}
+
 /* --meta: the service made us register again (declared dead, or it lost our incarnation). */
 static void on_reregistered(void *ctx, const struct kvfs_node_info *info)
 {
@@ -539,9 +572,10 @@ static int join_cluster(struct kvfs_fs *fs, const struct options *o, const char 
 	hc.token = token;
 	hc.heartbeat = true;
 	hc.reregistered = on_reregistered;
+	hc.peers_changed = on_peers_changed;
 	hc.ctx = fs;
 	r = kvfs_meta_http_create(&hc, &fs->meta);
-	free(token);
+	fs->token = token; /* the engine authenticates peers with it too */
 	if (r < 0) {
 		fprintf(stderr, "kvfs: --meta %s: %s\n", o->meta_url, strerror(-r));
 		return r;
@@ -766,10 +800,24 @@ int main(int argc, char **argv)
 	xc.self_incarnation = fs.incarnation;
 	xc.arena = fs.arena;
 	xc.default_timeout_ns = 5ull * 1000000000ull;
+	xc.token = fs.token;
+	xc.listen_addr = o.meta_url ? o.node_addr : NULL;
 	r = kvfs_xfer_engine_create(&xc, &fs.xfer);
 	if (r < 0) {
-		fprintf(stderr, "kvfs: cannot start the transfer engine: %s\n", strerror(-r));
+		fprintf(stderr, "kvfs: cannot start the transfer engine%s%s: %s\n",
+			xc.listen_addr ? " on " : "", xc.listen_addr ? xc.listen_addr : "",
+			strerror(-r));
 		goto err_destroy_meta;
+	}
+	if (o.meta_url) {
+		struct kvfs_node_info *nodes = NULL;
+		size_t n = 0;
+
+		atomic_store(&fs.xfer_ready, true);
+		if (kvfs_meta_http_nodes(fs.meta, true, &nodes, &n) == 0) {
+			on_peers_changed(&fs, nodes, n);
+			free(nodes);
+		}
 	}
 
 	/* argv for libfuse: name, mount options */
@@ -836,6 +884,7 @@ err_remove_signals:
 err_destroy_session:
 	fuse_session_destroy(se);
 err_destroy_xfer:
+	atomic_store(&fs.xfer_ready, false);
 	kvfs_xfer_engine_destroy(fs.xfer);
 err_destroy_meta:
 	kvfs_meta_destroy(fs.meta);
@@ -852,6 +901,7 @@ err_fini:
 err_free:
 	fuse_opt_free_args(&args);
 	free(data_dir);
+	free(fs.token);
 	free(o.fuse_opts);
 	while (o.pools) {
 		struct pool_opt *n = o.pools->next;
