@@ -13,6 +13,10 @@ PKGS=(
 	fio attr iproute2 iperf3 procps psmisc util-linux coreutils findutils python3 curl
 	# fuzzing (libFuzzer ships with clang)
 	clang
+	# RDMA tests in a soft-RoCE guest under qemu (scripts/rdma-vm.sh); the guest runs the
+	# host's userspace over 9p, so the verbs tools and providers are host packages
+	qemu-system-x86 busybox-static kmod xz-utils rdma-core ibverbs-providers ibverbs-utils
+	rdmacm-utils perftest
 )
 
 missing=()
