@@ -107,6 +107,36 @@ static int itable_grow(struct kvfs_fs *fs)
 	return 0;
 }
 
+static void inode_free(struct fs_inode *in)
+{
+	if (in->st) {
+		pthread_rwlock_destroy(&in->st->lock);
+		free(in->st);
+	}
+	free(in);
+}
+
+/*
+ * The per-open state of @in (which the caller holds a reference on), created on first use.
+ * Returns NULL only without memory.
+ */
+static struct fs_istate *inode_state(struct kvfs_fs *fs, struct fs_inode *in)
+{
+	struct fs_istate *st;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	st = in->st;
+	if (!st) {
+		st = calloc(1, sizeof(*st));
+		if (st) {
+			pthread_rwlock_init(&st->lock, NULL);
+			in->st = st;
+		}
+	}
+	pthread_mutex_unlock(&fs->itable_lock);
+	return st;
+}
+
 /*
  * Find or add @ino and take a reference; with @lookup also count one kernel lookup.
  * Returns NULL only without memory.
@@ -128,7 +158,6 @@ static struct fs_inode *inode_get(struct kvfs_fs *fs, uint64_t ino, bool lookup)
 	if (!in)
 		goto err_unlock;
 	in->ino = ino;
-	pthread_rwlock_init(&in->lock, NULL);
 	h = ihash(ino, fs->itable_cap);
 	in->hnext = fs->itable[h];
 	fs->itable[h] = in;
@@ -165,6 +194,7 @@ static struct fs_inode *inode_find(struct kvfs_fs *fs, uint64_t ino)
 /* Drop a reference and @nlookup kernel lookups; free when nothing holds the inode. */
 static void inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 {
+	struct fs_istate *idle = NULL;
 	struct fs_inode **pp;
 	uint64_t hold = 0;
 	bool dead;
@@ -174,9 +204,15 @@ static void inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 	pthread_mutex_lock(&fs->itable_lock);
 	if (in->refs)
 		in->refs--;
-	in->nlookup = nlookup > in->nlookup ? 0 : in->nlookup - nlookup;
-	/* in->open is only set while a handle holds a reference, so refs == 0 implies closed */
+	in->nlookup = nlookup > in->nlookup ? 0 : (uint32_t)(in->nlookup - nlookup);
+	/* in->st->open is only set while a handle holds a reference, so refs == 0 implies closed */
 	dead = in->refs == 0 && in->nlookup == 0;
+	if (!dead && in->refs == 0 && in->st && !in->st->cache_valid && !in->st->push_queued) {
+		/* nobody holds the state (refs 0, and finders take refs under this lock) and it
+		 * caches nothing: give the memory back; the next open makes a fresh one */
+		idle = in->st;
+		in->st = NULL;
+	}
 	if (dead) {
 		for (pp = &fs->itable[ihash(in->ino, fs->itable_cap)]; *pp; pp = &(*pp)->hnext) {
 			if (*pp == in) {
@@ -188,12 +224,14 @@ static void inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 		hold = in->hold_lease;
 	}
 	pthread_mutex_unlock(&fs->itable_lock);
+	if (idle) {
+		pthread_rwlock_destroy(&idle->lock);
+		free(idle);
+	}
 	if (hold)
 		fs->meta->ops->close(fs->meta, in->ino, hold);
-	if (dead) {
-		pthread_rwlock_destroy(&in->lock);
-		free(in);
-	}
+	if (dead)
+		inode_free(in);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -231,14 +269,18 @@ static void overlay_open(struct kvfs_fs *fs, struct kvfs_attr *a)
 	in = inode_find(fs, a->ino);
 	if (!in)
 		return;
-	pthread_rwlock_rdlock(&in->lock);
-	if (in->open && in->open->dirty) {
-		a->size = in->open->size;
-		a->blocks = (uint64_t)in->open->pages.count * in->open->page_size / 512;
-		if (in->open->mtime_ns > a->mtime_ns)
-			a->mtime_ns = a->ctime_ns = in->open->mtime_ns;
+	if (!in->st) {
+		inode_put(fs, in, 0); /* never opened here: nothing to add */
+		return;
 	}
-	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_rdlock(&in->st->lock);
+	if (in->st->open && in->st->open->dirty) {
+		a->size = in->st->open->size;
+		a->blocks = (uint64_t)in->st->open->pages.count * in->st->open->page_size / 512;
+		if (in->st->open->mtime_ns > a->mtime_ns)
+			a->mtime_ns = a->ctime_ns = in->st->open->mtime_ns;
+	}
+	pthread_rwlock_unlock(&in->st->lock);
 	inode_put(fs, in, 0);
 }
 
@@ -484,11 +526,11 @@ static void mark_committed(void *ctx, struct fs_page *p)
 }
 
 /*
- * Commit what this node wrote to @in since the last commit. Caller holds in->lock for writing.
+ * Commit what this node wrote to @in since the last commit. Caller holds in->st->lock for writing.
  */
 static int commit_locked(struct kvfs_fs *fs, struct fs_inode *in)
 {
-	struct fs_open *o = in->open;
+	struct fs_open *o = in->st->open;
 	struct pending_vec pv = {0};
 	struct kvfs_attr a;
 	int r;
@@ -529,26 +571,26 @@ static void open_destroy(struct kvfs_fs *fs, struct fs_inode *in)
 {
 	struct abort_ctx ac = {fs, in->ino};
 
-	if (!in->open)
+	if (!in->st->open)
 		return;
 	/* pages that never made it into a commit go back to the free space */
-	fs_pagemap_drop_from(&in->open->pages, 0, abort_page, &ac);
-	fs_pagemap_fini(&in->open->pages);
-	ra_put(in->open->ra);
-	pthread_mutex_destroy(&in->open->ra_lock);
-	free(in->open);
-	in->open = NULL;
+	fs_pagemap_drop_from(&in->st->open->pages, 0, abort_page, &ac);
+	fs_pagemap_fini(&in->st->open->pages);
+	ra_put(in->st->open->ra);
+	pthread_mutex_destroy(&in->st->open->ra_lock);
+	free(in->st->open);
+	in->st->open = NULL;
 }
 
 /*
  * Set the file's size to @size while it is open here: commit pending pages first, let the
  * metadata free pages beyond the size, then drop them from the local map and zero the tail of
- * the last page so a later extension reads zeros. Caller holds in->lock for writing.
+ * the last page so a later extension reads zeros. Caller holds in->st->lock for writing.
  */
 static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size,
 			   struct kvfs_attr *ret_attr)
 {
-	struct fs_open *o = in->open;
+	struct fs_open *o = in->st->open;
 	struct kvfs_attr want = {0};
 	int r;
 
@@ -563,7 +605,7 @@ static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t siz
 	r = fs->meta->ops->setattr(fs->meta, in->ino, &want, KVFS_SET_SIZE, ret_attr);
 	if (r < 0)
 		return r;
-	in->content_gen++;
+	in->st->content_gen++;
 	CTR(fs, truncates);
 	if (!o)
 		return 0;
@@ -627,13 +669,14 @@ static void kvfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		struct fs_inode *in = inode_get(fs, ino, false);
 
-		if (!in) {
+		if (!in || !inode_state(fs, in)) {
+			inode_put(fs, in, 0);
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		pthread_rwlock_wrlock(&in->lock);
+		pthread_rwlock_wrlock(&in->st->lock);
 		r = truncate_locked(fs, in, (uint64_t)attr->st_size, &a);
-		pthread_rwlock_unlock(&in->lock);
+		pthread_rwlock_unlock(&in->st->lock);
 		inode_put(fs, in, 0);
 		if (r < 0)
 			goto out;
@@ -642,12 +685,16 @@ static void kvfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		struct fs_inode *in = inode_find(fs, ino);
 
 		/* an explicit mtime must not be overwritten by a later commit of older writes */
+		if (in && !in->st) {
+			inode_put(fs, in, 0);
+			in = NULL;
+		}
 		if (in) {
-			pthread_rwlock_wrlock(&in->lock);
+			pthread_rwlock_wrlock(&in->st->lock);
 			r = commit_locked(fs, in);
-			if (r == 0 && in->open && (valid & KVFS_SET_MTIME))
-				in->open->mtime_ns = want.mtime_ns;
-			pthread_rwlock_unlock(&in->lock);
+			if (r == 0 && in->st->open && (valid & KVFS_SET_MTIME))
+				in->st->open->mtime_ns = want.mtime_ns;
+			pthread_rwlock_unlock(&in->st->lock);
 			inode_put(fs, in, 0);
 			if (r < 0)
 				goto out;
@@ -857,7 +904,11 @@ static void kvfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, co
 /* ------------------------------------------------------------------------------------------ */
 /* Open, read, write, commit */
 
-static struct fs_handle *handle_new(enum fs_handle_kind kind)
+/*
+ * Handles live until the kernel's RELEASE; files still open when the file system is unmounted
+ * never get one, so every handle is also on fs->handles and teardown frees what is left.
+ */
+static struct fs_handle *handle_new(struct kvfs_fs *fs, enum fs_handle_kind kind)
 {
 	struct fs_handle *h = calloc(1, sizeof(*h));
 
@@ -865,13 +916,27 @@ static struct fs_handle *handle_new(enum fs_handle_kind kind)
 		return NULL;
 	h->kind = kind;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles;
+	if (h->next)
+		h->next->prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->handles_lock);
 	return h;
 }
 
-static void handle_free(struct fs_handle *h)
+static void handle_free(struct kvfs_fs *fs, struct fs_handle *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&fs->handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->handles_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h->buf);
 	free(h);
@@ -891,13 +956,17 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 	uint64_t lease;
 	int r;
 
-	h = handle_new(FS_H_FILE);
+	h = handle_new(fs, FS_H_FILE);
 	if (!h)
 		return -ENOMEM;
 	in = inode_get(fs, ino, false);
 	if (!in) {
 		r = -ENOMEM;
 		goto err_free_handle;
+	}
+	if (!inode_state(fs, in)) {
+		r = -ENOMEM;
+		goto err_put_inode;
 	}
 	r = stale(fs->meta->ops->open(fs->meta, ino, fs->node, &lease, &l));
 	if (r < 0)
@@ -907,41 +976,50 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 		goto err_close;
 	}
 
-	pthread_rwlock_wrlock(&in->lock);
-	if (!in->open) {
-		in->open = open_create(fs, l);
-		if (!in->open) {
-			pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_wrlock(&in->st->lock);
+	if (!in->st->open) {
+		in->st->open = open_create(fs, l);
+		if (!in->st->open) {
+			pthread_rwlock_unlock(&in->st->lock);
 			r = -ENOMEM;
 			goto err_close;
 		}
 	}
-	in->open->nopen++;
+	in->st->open->nopen++;
 	/* another node may have changed size and times behind this kernel's attribute cache */
-	inval_attrs = fs->palloc == NULL && l->attr.version != in->seen_version;
-	in->seen_version = l->attr.version;
+	inval_attrs = fs->palloc == NULL && l->attr.version != in->st->seen_version;
+	in->st->seen_version = l->attr.version;
 	if ((fi->flags & O_DIRECT) || (fi->flags & O_ACCMODE) != O_RDONLY ||
 	    fs->cache_mode == FS_CACHE_DIRECT) {
 		fi->direct_io = 1;
+		/*
+		 * Embedded (one node): commit at RELEASE, not at a synchronous FLUSH. Every later
+		 * open here joins this open state until RELEASE has committed it, so readers on
+		 * this node see the data either way, and close() saves a round trip (HiCacheFile
+		 * publishes are latency-bound). With --meta the commit must precede close()'s
+		 * return, for close-to-open on other nodes. fsync still commits.
+		 */
+		if (fs->palloc && (fi->flags & O_ACCMODE) != O_RDONLY)
+			fi->noflush = 1;
 	} else {
 		uint64_t version = l->attr.version;
-		bool warm = in->cache_valid && in->cached_version == version &&
-			    in->cached_gen == in->content_gen;
+		bool warm = in->st->cache_valid && in->st->cached_version == version &&
+			    in->st->cached_gen == in->st->content_gen;
 
 		/* nothing to commit from a read-only handle: spare close() its FLUSH round trip */
 		fi->noflush = 1;
 		if (warm || fs->cache_mode == FS_CACHE_PAGE) {
 			fi->keep_cache = warm;
-			in->cache_valid = true;
-			in->cached_version = version;
-			in->cached_gen = in->content_gen;
+			in->st->cache_valid = true;
+			in->st->cached_version = version;
+			in->st->cached_gen = in->st->content_gen;
 		} else {
 			/* cold under auto: read directly, push into the page cache at release */
 			fi->direct_io = 1;
 			h->push_on_release = true;
 		}
 	}
-	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&in->st->lock);
 	/* close-to-open: attributes only (offset -1), which takes no lock the kernel holds here;
 	 * a read past the stale cached size then fetches the new one */
 	if (inval_attrs && fs->se)
@@ -961,7 +1039,7 @@ err_close:
 err_put_inode:
 	inode_put(fs, in, 0);
 err_free_handle:
-	handle_free(h);
+	handle_free(fs, h);
 	return r;
 }
 
@@ -976,7 +1054,7 @@ static void kvfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (ino == FS_STATS_INO || ino == FS_CTL_INO) {
-		h = handle_new(ino == FS_STATS_INO ? FS_H_STATS : FS_H_CTL);
+		h = handle_new(fs, ino == FS_STATS_INO ? FS_H_STATS : FS_H_CTL);
 		if (!h) {
 			fuse_reply_err(req, ENOMEM);
 			return;
@@ -984,7 +1062,7 @@ static void kvfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (ino == FS_STATS_INO) {
 			r = kvfs_fs_stats_json(fs, &h->buf, &h->len);
 			if (r < 0) {
-				handle_free(h);
+				handle_free(fs, h);
 				fuse_reply_err(req, -r);
 				return;
 			}
@@ -993,7 +1071,7 @@ static void kvfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->nonseekable = 0;
 		fi->fh = (uintptr_t)h;
 		if (fuse_reply_open(req, fi) != 0)
-			handle_free(h);
+			handle_free(fs, h);
 		return;
 	}
 	if (ino == FS_CTLDIR_INO || ino == KVFS_ROOT_INO) {
@@ -1011,13 +1089,13 @@ static void kvfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		struct fuse_file_info dummy = *fi;
 
 		(void)dummy;
-		pthread_rwlock_wrlock(&h->inode->lock);
-		if (--h->inode->open->nopen == 0)
+		pthread_rwlock_wrlock(&h->inode->st->lock);
+		if (--h->inode->st->open->nopen == 0)
 			open_destroy(fs, h->inode);
-		pthread_rwlock_unlock(&h->inode->lock);
+		pthread_rwlock_unlock(&h->inode->st->lock);
 		fs->meta->ops->close(fs->meta, ino, h->lease);
 		inode_put(fs, h->inode, 0);
-		handle_free(h);
+		handle_free(fs, h);
 	}
 }
 
@@ -1055,13 +1133,13 @@ static void kvfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	inode_put(fs, inode_get(fs, a.ino, true), 0);
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		pthread_rwlock_wrlock(&h->inode->lock);
-		if (--h->inode->open->nopen == 0)
+		pthread_rwlock_wrlock(&h->inode->st->lock);
+		if (--h->inode->st->open->nopen == 0)
 			open_destroy(fs, h->inode);
-		pthread_rwlock_unlock(&h->inode->lock);
+		pthread_rwlock_unlock(&h->inode->st->lock);
 		fs->meta->ops->close(fs->meta, a.ino, h->lease);
 		inode_put(fs, h->inode, 1);
-		handle_free(h);
+		handle_free(fs, h);
 	}
 }
 
@@ -1116,7 +1194,7 @@ static bool is_local(const struct kvfs_fs *fs, const struct kvfs_page_ref *ref)
 
 /*
  * Fetch the remote pages of [@start, @start + window) into a new read-ahead window of @o and
- * install it. Called without in->lock; @refs/@idx were collected under it at generation @gen.
+ * install it. Called without in->st->lock; @refs/@idx were collected under it at generation @gen.
  * Returns the window with a reference for the caller, or NULL (the read then falls back to
  * fetching just what it needs).
  */
@@ -1176,7 +1254,7 @@ err_free:
 /*
  * A sequential read (from offset 0, or where the last read ended) that needs a remote page the
  * current window lacks plans a new window: the remote pages of up to FS_RA_BYTES from there.
- * Caller holds in->lock. Returns the number of pages to fetch into ret_idx/ret_refs (arrays of
+ * Caller holds in->st->lock. Returns the number of pages to fetch into ret_idx/ret_refs (arrays of
  * at least FS_RA_BYTES / P + 1 entries), 0 when no fetch is needed.
  */
 static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, const struct fs_ra *cur, uint64_t off,
@@ -1235,14 +1313,14 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	CTR(fs, reads);
 	in = h->inode;
-	pthread_rwlock_rdlock(&in->lock);
-	o = in->open;
+	pthread_rwlock_rdlock(&in->st->lock);
+	o = in->st->open;
 	if (o->lost) {
 		r = -EIO;
 		goto err_unlock;
 	}
 	if ((uint64_t)off >= o->size) {
-		pthread_rwlock_unlock(&in->lock);
+		pthread_rwlock_unlock(&in->st->lock);
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
@@ -1250,9 +1328,9 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (end > o->size)
 		end = o->size;
 	P = o->page_size;
-	gen = in->content_gen;
+	gen = in->st->content_gen;
 
-	/* remote pages: a sequential reader fetches a window ahead, without in->lock held */
+	/* remote pages: a sequential reader fetches a window ahead, without in->st->lock held */
 	if (fs->palloc == NULL) {
 		size_t cap = FS_RA_BYTES / P + 1, n;
 		uint64_t *idx = malloc(cap * sizeof(*idx)), start = 0;
@@ -1265,11 +1343,11 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (n) {
 			uint64_t fsize = o->size;
 
-			pthread_rwlock_unlock(&in->lock);
+			pthread_rwlock_unlock(&in->st->lock);
 			ra_put(ra);
 			ra = ra_fetch(fs, o, start, npages, (uint32_t)P, fsize, gen, idx, refs, n);
-			pthread_rwlock_rdlock(&in->lock);
-			if (ra && ra->gen != in->content_gen) {
+			pthread_rwlock_rdlock(&in->st->lock);
+			if (ra && ra->gen != in->st->content_gen) {
 				ra_put(ra); /* written meanwhile: read what is there now */
 				ra = NULL;
 			}
@@ -1338,15 +1416,16 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 		pos += n;
 	}
-	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&in->st->lock);
 
 	if (p.nops) {
 		r = kvfs_xfer_run(fs->xfer, p.ops, p.nops, 0);
 		if (r < 0)
 			goto err_unpin;
 	}
-	fuse_reply_iov(req, p.iov, (int)p.niov);
+	/* before the reply: once it is out the reader may close, and RELEASE may free o */
 	atomic_store(&o->next_off, end);
+	fuse_reply_iov(req, p.iov, (int)p.niov);
 	CTR_ADD(fs, read_bytes, end - (uint64_t)off);
 	for (size_t i = 0; i < p.npins; i++)
 		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
@@ -1358,7 +1437,7 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	return;
 
 err_unlock:
-	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&in->st->lock);
 err_unpin:
 	for (size_t i = 0; i < p.npins; i++)
 		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
@@ -1406,12 +1485,12 @@ static int zero_page_range(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, 
 /*
  * Make sure pages [first, last] of the open file exist, allocating the missing ones in runs
  * and zero-filling the parts of new pages outside [fill_from, fill_to) (byte offsets in the
- * file). Caller holds in->lock for writing.
+ * file). Caller holds in->st->lock for writing.
  */
 static int ensure_pages(struct kvfs_fs *fs, struct fs_inode *in, uint64_t first, uint64_t last,
 			uint64_t fill_from, uint64_t fill_to)
 {
-	struct fs_open *o = in->open;
+	struct fs_open *o = in->st->open;
 	uint64_t P = o->page_size, idx = first;
 	struct kvfs_page_ref stack_refs[16], *refs = stack_refs;
 	int r = 0;
@@ -1501,8 +1580,8 @@ static void kvfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t s
 		fuse_reply_write(req, 0);
 		return;
 	}
-	pthread_rwlock_wrlock(&in->lock);
-	o = in->open;
+	pthread_rwlock_wrlock(&in->st->lock);
+	o = in->st->open;
 	if (h->flags & O_APPEND)
 		off = (off_t)o->size;
 	end = (uint64_t)off + size;
@@ -1533,14 +1612,14 @@ static void kvfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t s
 		o->size = end;
 	o->dirty = true;
 	o->mtime_ns = now_ns();
-	in->content_gen++;
-	pthread_rwlock_unlock(&in->lock);
+	in->st->content_gen++;
+	pthread_rwlock_unlock(&in->st->lock);
 	CTR_ADD(fs, write_bytes, size);
 	fuse_reply_write(req, size);
 	return;
 
 err_unlock:
-	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&in->st->lock);
 	CTR(fs, write_errors);
 	fuse_reply_err(req, -r);
 }
@@ -1553,9 +1632,9 @@ static int commit_handle(struct kvfs_fs *fs, struct fs_handle *h)
 
 	if (h->kind != FS_H_FILE)
 		return 0;
-	pthread_rwlock_wrlock(&h->inode->lock);
+	pthread_rwlock_wrlock(&h->inode->st->lock);
 	r = commit_locked(fs, h->inode);
-	pthread_rwlock_unlock(&h->inode->lock);
+	pthread_rwlock_unlock(&h->inode->st->lock);
 	return r;
 }
 
@@ -1587,21 +1666,21 @@ static void kvfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		bool push = false;
 
 		CTR(fs, releases);
-		pthread_rwlock_wrlock(&in->lock);
+		pthread_rwlock_wrlock(&in->st->lock);
 		r = commit_locked(fs, in);
-		if (--in->open->nopen == 0)
+		if (--in->st->open->nopen == 0)
 			open_destroy(fs, in);
-		if (h->push_on_release && !in->push_queued && !in->cache_valid) {
-			in->push_queued = true;
+		if (h->push_on_release && !in->st->push_queued && !in->st->cache_valid) {
+			in->st->push_queued = true;
 			push = true;
 		}
-		pthread_rwlock_unlock(&in->lock);
+		pthread_rwlock_unlock(&in->st->lock);
 		if (push)
 			queue_push(fs, in->ino);
 		fs->meta->ops->close(fs->meta, ino, h->lease);
 		inode_put(fs, in, 0);
 	}
-	handle_free(h);
+	handle_free(fs, h);
 	/* release cannot report errors to close(); flush already did */
 	(void)r;
 	fuse_reply_err(req, 0);
@@ -1627,8 +1706,8 @@ static void kvfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, 
 		return;
 	}
 	in = h->inode;
-	pthread_rwlock_wrlock(&in->lock);
-	o = in->open;
+	pthread_rwlock_wrlock(&in->st->lock);
+	o = in->st->open;
 	end = (uint64_t)off + (uint64_t)len;
 	if (end > o->max_file_size) {
 		r = -EFBIG;
@@ -1647,7 +1726,7 @@ static void kvfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, 
 		r = commit_locked(fs, in);
 	}
 out:
-	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&in->st->lock);
 	fuse_reply_err(req, -r);
 }
 
@@ -1656,7 +1735,8 @@ out:
 
 static void kvfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_handle *h = handle_new(FS_H_DIR);
+	struct kvfs_fs *fs = fs_of(req);
+	struct fs_handle *h = handle_new(fs, FS_H_DIR);
 
 	(void)ino;
 	if (!h) {
@@ -1666,7 +1746,7 @@ static void kvfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 	fi->fh = (uintptr_t)h;
 	fi->cache_readdir = 0;
 	if (fuse_reply_open(req, fi) != 0)
-		handle_free(h);
+		handle_free(fs, h);
 }
 
 #define DIRENT_BATCH 128
@@ -1806,8 +1886,10 @@ static void kvfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t 
 
 static void kvfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct kvfs_fs *fs = fs_of(req);
+
 	(void)ino;
-	handle_free(handle_of(fi));
+	handle_free(fs, handle_of(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -1923,12 +2005,12 @@ static void kvfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size
 		/* flush local writes first so pages/version describe what this node sees */
 		struct fs_inode *in = inode_find(fs, ino);
 
-		if (in) {
-			pthread_rwlock_wrlock(&in->lock);
+		if (in && in->st) {
+			pthread_rwlock_wrlock(&in->st->lock);
 			commit_locked(fs, in);
-			pthread_rwlock_unlock(&in->lock);
-			inode_put(fs, in, 0);
+			pthread_rwlock_unlock(&in->st->lock);
 		}
+		inode_put(fs, in, 0);
 		r = synth_xattr(fs, ino, name + strlen(KVFS_XATTR_PREFIX), small, sizeof(small));
 		if (r < 0)
 			goto err;
@@ -2122,9 +2204,9 @@ static void queue_push(struct kvfs_fs *fs, uint64_t ino)
 	}
 	in = inode_find(fs, ino);
 	if (in) {
-		pthread_rwlock_wrlock(&in->lock);
-		in->push_queued = false;
-		pthread_rwlock_unlock(&in->lock);
+		pthread_rwlock_wrlock(&in->st->lock);
+		in->st->push_queued = false;
+		pthread_rwlock_unlock(&in->st->lock);
 		inode_put(fs, in, 0);
 	}
 }
@@ -2144,9 +2226,13 @@ static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
 	in = inode_find(fs, ino);
 	if (!in)
 		return; /* the kernel forgot the inode: nothing to fill */
-	pthread_rwlock_rdlock(&in->lock);
-	gen = in->content_gen;
-	pthread_rwlock_unlock(&in->lock);
+	if (!in->st) {
+		inode_put(fs, in, 0);
+		return;
+	}
+	pthread_rwlock_rdlock(&in->st->lock);
+	gen = in->st->content_gen;
+	pthread_rwlock_unlock(&in->st->lock);
 	if (fs->meta->ops->layout(fs->meta, ino, &l) < 0 || (l->attr.flags & KVFS_ATTR_LOST)) {
 		ok = false;
 		goto out;
@@ -2175,15 +2261,15 @@ static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
 		CTR_ADD(fs, cache_push_bytes, len);
 	}
 out:
-	pthread_rwlock_wrlock(&in->lock);
-	in->push_queued = false;
-	if (ok && l && in->content_gen == gen) {
-		in->cache_valid = true;
-		in->cached_version = l->attr.version;
-		in->cached_gen = gen;
+	pthread_rwlock_wrlock(&in->st->lock);
+	in->st->push_queued = false;
+	if (ok && l && in->st->content_gen == gen) {
+		in->st->cache_valid = true;
+		in->st->cached_version = l->attr.version;
+		in->st->cached_gen = gen;
 		CTR(fs, cache_pushes);
 	}
-	pthread_rwlock_unlock(&in->lock);
+	pthread_rwlock_unlock(&in->st->lock);
 	kvfs_layout_free(l);
 	inode_put(fs, in, 0);
 }
@@ -2248,6 +2334,7 @@ int kvfs_fs_init(struct kvfs_fs *fs)
 	start_ns = now_ns();
 	pthread_mutex_init(&fs->itable_lock, NULL);
 	pthread_mutex_init(&fs->peers_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
 	pthread_mutex_init(&fs->notify_lock, NULL);
 	pthread_cond_init(&fs->notify_cond, NULL);
 	return 0;
@@ -2283,18 +2370,20 @@ void kvfs_fs_fini(struct kvfs_fs *fs)
 		fs->notices = n->next;
 		free(n);
 	}
+	while (fs->handles)
+		handle_free(fs, fs->handles);
 	for (size_t i = 0; i < fs->itable_cap; i++) {
 		struct fs_inode *in = fs->itable[i], *next;
 
 		for (; in; in = next) {
 			next = in->hnext;
-			if (in->open) {
-				fs_pagemap_fini(&in->open->pages);
-				ra_put(in->open->ra);
-				free(in->open);
+			if (in->st && in->st->open) {
+				fs_pagemap_fini(&in->st->open->pages);
+				ra_put(in->st->open->ra);
+				free(in->st->open);
+				in->st->open = NULL;
 			}
-			pthread_rwlock_destroy(&in->lock);
-			free(in);
+			inode_free(in);
 		}
 	}
 	free(fs->itable);
@@ -2304,4 +2393,5 @@ void kvfs_fs_fini(struct kvfs_fs *fs)
 	pthread_mutex_destroy(&fs->notify_lock);
 	pthread_mutex_destroy(&fs->itable_lock);
 	pthread_mutex_destroy(&fs->peers_lock);
+	pthread_mutex_destroy(&fs->handles_lock);
 }

@@ -97,22 +97,31 @@ struct fs_open {
 	unsigned nopen;	  /* open handles */
 };
 
-/* An inode the kernel knows (lookup count > 0) or that has open handles. */
-struct fs_inode {
-	uint64_t ino;
-	struct fs_inode *hnext; /* guarded by fs->itable_lock */
-	uint64_t nlookup;	/* guarded by fs->itable_lock */
-	unsigned refs;		/* in-flight users; guarded by fs->itable_lock */
-	uint64_t hold_lease;	/* guarded by fs->itable_lock; see hold_target() in fs.c */
-
+/*
+ * What an inode needs once it has been opened here: its lock, open-file state and page-cache
+ * bookkeeping. Most inodes the kernel knows were only looked up (stat of a flat directory of
+ * 100,000 keys), so this lives apart and is allocated at the first open: a looked-up-only inode
+ * costs 48 bytes instead of ~160.
+ */
+struct fs_istate {
 	pthread_rwlock_t lock;
 	struct fs_open *open;	 /* guarded by lock; non-NULL while open */
 	uint64_t content_gen;	 /* guarded by lock; bumped by every local change of content */
 	uint64_t cached_version; /* guarded by lock; meta version the kernel page cache holds */
 	uint64_t cached_gen;	 /* guarded by lock; content_gen the kernel page cache holds */
+	uint64_t seen_version;	 /* guarded by lock; metadata version at the last open (--meta) */
 	bool cache_valid;	 /* guarded by lock */
 	bool push_queued;	 /* guarded by lock; a page-cache push is waiting (--cache auto) */
-	uint64_t seen_version;	 /* guarded by lock; metadata version at the last open (--meta) */
+};
+
+/* An inode the kernel knows (lookup count > 0) or that is in use here. */
+struct fs_inode {
+	uint64_t ino;
+	struct fs_inode *hnext;		/* guarded by fs->itable_lock */
+	uint64_t hold_lease;		/* guarded by fs->itable_lock; see hold_target() in fs.c */
+	_Atomic(struct fs_istate *) st; /* set once (under fs->itable_lock), freed with it */
+	uint32_t nlookup;		/* guarded by fs->itable_lock */
+	uint32_t refs;			/* in-flight users; guarded by fs->itable_lock */
 };
 
 /*
@@ -137,6 +146,7 @@ enum fs_handle_kind {
 };
 
 struct fs_handle {
+	struct fs_handle *prev, *next; /* on fs->handles; guarded by fs->handles_lock */
 	enum fs_handle_kind kind;
 	struct fs_inode *inode; /* FS_H_FILE */
 	uint64_t lease;		/* FS_H_FILE */
@@ -188,6 +198,9 @@ struct kvfs_fs {
 	bool notify_started;
 
 	char *token; /* cluster token (--token-file), or NULL */
+
+	pthread_mutex_t handles_lock;
+	struct fs_handle *handles; /* guarded by handles_lock: every live handle */
 
 	/* peers the engine knows, kept in step with membership (--meta) */
 	_Atomic bool xfer_ready;

@@ -18,6 +18,7 @@
 #include <fuse_lowlevel.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -699,6 +700,10 @@ int main(int argc, char **argv)
 	pthread_t ra_thread;
 	bool ra_started = false;
 	uint32_t inc = 0;
+
+	/* Every FUSE worker thread would otherwise get a malloc arena of its own, each keeping
+	 * its own free memory: with 100,000 files that was ~10 MiB of RSS for nothing. */
+	mallopt(M_ARENA_MAX, 2);
 
 	r = parse_args(argc, argv, &o);
 	if (r < 0)

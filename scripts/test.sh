@@ -2,7 +2,9 @@
 # Install what is missing, build, and run every test suite:
 #   1. format check (clang-format, the repo's .clang-format)
 #   2. normal build: unit + integration (+ multinode/rdma when present) suites
-#   3. sanitizer build (ASan + UBSan): the unit suites again
+#   3. a bounded libFuzzer run over the metadata request decoding (when clang is present)
+#   4. sanitizer build (ASan + UBSan): the unit suites again, and the daemon under the most
+#      concurrent integration cases
 # Prints one closing line "N passed, N failed, N skipped" and exits non-zero on any failure.
 #
 #   scripts/test.sh [--quick]   (--quick: skip the sanitizer build)
@@ -82,6 +84,17 @@ for suite in unit integration multinode rdma; do
 	tally "build/meson-logs/testlog-$suite.json" "$suite"
 done
 
+step "fuzz: request decoding (libFuzzer, ${KVFS_FUZZ_SECONDS:-60} s)"
+mkdir -p build/fuzz
+tests/fuzz/run.sh "${KVFS_FUZZ_SECONDS:-60}" build/fuzz >build/fuzz/run.log 2>&1
+fuzz_rc=$?
+tail -n 3 build/fuzz/run.log
+case $fuzz_rc in
+0) passed=$((passed + 1)) ;;
+77) skipped=$((skipped + 1)) ;;
+*) failed=$((failed + 1)); failures+=("fuzz: see build/fuzz") ;;
+esac
+
 if [ $quick -eq 0 ]; then
 	step "sanitizer build (address,undefined): unit suites"
 	if [ ! -f build-asan/build.ninja ]; then
@@ -90,6 +103,13 @@ if [ $quick -eq 0 ]; then
 	if ninja -C build-asan; then
 		meson test -C build-asan --suite unit --print-errorlogs --logbase testlog-asan
 		tally "build-asan/meson-logs/testlog-asan.json" "asan-unit"
+		# the daemon itself under ASan/UBSan, on the cases with the most concurrency: races
+		# between a reply and the kernel's RELEASE show up here and nowhere else
+		step "sanitizer build: daemon under concurrent integration cases"
+		meson test -C build-asan --suite integration --print-errorlogs --num-processes 1 \
+			--logbase testlog-asan-it signals signals-http hicache_file hicache_file-http \
+			fio_verify fio_verify-http shell-http
+		tally "build-asan/meson-logs/testlog-asan-it.json" "asan-integration"
 	else
 		failed=$((failed + 1)); failures+=("asan: build failed")
 	fi
