@@ -23,7 +23,7 @@
  *
  * Merging: each (backend, node, incarnation) group is sorted by (direction, remote offset,
  * buffer) and neighbours that are contiguous both in the peer's arena and in local memory are
- * merged, up to the backend's max_transfer. Overlapping ops in one batch are not merged and run
+ * merged, up to the backend's max_transfer (not at all with KVFS_XFER_F_PER_OP). Overlapping ops in one batch are not merged and run
  * in an unspecified order.
  *
  * Batch lifetime: the caller's reference, plus one "in flight" reference from submit until
@@ -51,6 +51,7 @@ struct backend_counters {
 struct backend {
 	const struct kvfs_xfer_backend_ops *ops; /* NULL: not built / not available */
 	void *priv;
+	int status; /* 0, or why ops is NULL (init's error, -EOPNOTSUPP not built) */
 	struct backend_counters cnt;
 };
 
@@ -106,6 +107,9 @@ static const char *const backend_names[KVFS_XFER_NBACKENDS] = {
 static const struct kvfs_xfer_backend_ops *const builtin_backends[KVFS_XFER_NBACKENDS] = {
 	[KVFS_XFER_LOCAL] = &kvfs_xfer_local_ops,
 	[KVFS_XFER_TCP] = &kvfs_xfer_tcp_ops,
+#if KVFS_HAVE_RDMA
+	[KVFS_XFER_VERBS] = &kvfs_xfer_verbs_ops,
+#endif
 };
 
 static uint64_t now_ns(void)
@@ -158,11 +162,14 @@ int kvfs_xfer_engine_create(const struct kvfs_xfer_config *cfg, struct kvfs_xfer
 	for (int id = 0; id < KVFS_XFER_NBACKENDS; id++) {
 		const struct kvfs_xfer_backend_ops *ops = builtin_backends[id];
 
-		if (!ops)
+		if (!ops) {
+			eng->be[id].status = -EOPNOTSUPP;
 			continue;
+		}
 		if (ops->init) {
 			r = ops->init(eng, &eng->cfg, &eng->be[id].priv);
 			if (r < 0) {
+				eng->be[id].status = r;
 				/*
 				 * The local backend is not optional: without it nothing works. A
 				 * server that was asked for and cannot listen is an error too.
@@ -178,6 +185,7 @@ int kvfs_xfer_engine_create(const struct kvfs_xfer_config *cfg, struct kvfs_xfer
 	/* The caller's strings need not outlive create: backends took copies. */
 	eng->cfg.token = NULL;
 	eng->cfg.listen_addr = NULL;
+	eng->cfg.verbs_listen_addr = NULL;
 	*ret = eng;
 	return 0;
 
@@ -472,16 +480,79 @@ int kvfs_xfer_peer_down(struct kvfs_xfer_engine *eng, uint32_t node)
 }
 
 /* See xfer.h. */
-int kvfs_xfer_listen_addr(struct kvfs_xfer_engine *eng, char *ret_buf, size_t len)
+int kvfs_xfer_backend_listen_addr(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend_id id,
+				  char *ret_buf, size_t len)
 {
 	const struct kvfs_xfer_backend_ops *ops;
 
-	if (!eng || !ret_buf)
+	if (!eng || !ret_buf || (unsigned)id >= KVFS_XFER_NBACKENDS)
 		return -EINVAL;
-	ops = eng->be[KVFS_XFER_TCP].ops;
+	ops = eng->be[id].ops;
 	if (!ops || !ops->listen_addr)
 		return -ENOENT;
-	return ops->listen_addr(eng->be[KVFS_XFER_TCP].priv, ret_buf, len);
+	return ops->listen_addr(eng->be[id].priv, ret_buf, len);
+}
+
+/* See xfer.h. */
+int kvfs_xfer_listen_addr(struct kvfs_xfer_engine *eng, char *ret_buf, size_t len)
+{
+	return kvfs_xfer_backend_listen_addr(eng, KVFS_XFER_TCP, ret_buf, len);
+}
+
+/* See xfer.h. */
+int kvfs_xfer_backend_status(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend_id id)
+{
+	if (!eng || (unsigned)id >= KVFS_XFER_NBACKENDS)
+		return -EINVAL;
+	return eng->be[id].ops ? 0 : eng->be[id].status;
+}
+
+/* See xfer.h. Every backend with a mem_reg slot registers; a failure undoes the others. */
+int kvfs_xfer_mem_reg(struct kvfs_xfer_engine *eng, void *buf, size_t len)
+{
+	int id, r = 0;
+
+	if (!eng || !buf || !len)
+		return -EINVAL;
+	for (id = 0; id < KVFS_XFER_NBACKENDS; id++) {
+		const struct kvfs_xfer_backend_ops *ops = eng->be[id].ops;
+
+		if (ops && ops->mem_reg) {
+			r = ops->mem_reg(eng->be[id].priv, buf, len);
+			if (r < 0)
+				goto err_dereg;
+		}
+	}
+	return 0;
+
+err_dereg:
+	while (--id >= 0) {
+		const struct kvfs_xfer_backend_ops *ops = eng->be[id].ops;
+
+		if (ops && ops->mem_reg && ops->mem_dereg)
+			ops->mem_dereg(eng->be[id].priv, buf);
+	}
+	return r;
+}
+
+/* See xfer.h. */
+int kvfs_xfer_mem_dereg(struct kvfs_xfer_engine *eng, void *buf)
+{
+	int r = 0;
+
+	if (!eng || !buf)
+		return -EINVAL;
+	for (int id = 0; id < KVFS_XFER_NBACKENDS; id++) {
+		const struct kvfs_xfer_backend_ops *ops = eng->be[id].ops;
+
+		if (ops && ops->mem_dereg) {
+			int q = ops->mem_dereg(eng->be[id].priv, buf);
+
+			if (q < 0 && !r)
+				r = q;
+		}
+	}
+	return r;
 }
 
 /* Sort key for merging: (backend, node, incarnation, dir, remote_off, buf). */
@@ -537,7 +608,8 @@ static void batch_build(struct kvfs_xfer_batch *b, uint32_t nrouted)
 			seg = NULL;
 		}
 		max = eng->be[req->backend].ops->max_transfer;
-		if (seg && seg->dir == op->dir && seg->remote_off + seg->len == op->remote_off &&
+		if (seg && !(eng->cfg.flags & KVFS_XFER_F_PER_OP) && seg->dir == op->dir &&
+		    seg->remote_off + seg->len == op->remote_off &&
 		    (char *)seg->buf + seg->len == (char *)op->buf &&
 		    (!max || seg->len + op->len <= max)) {
 			seg->len += op->len;
@@ -736,4 +808,6 @@ void kvfs_xfer_get_counters(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend
 	ret->transfers = atomic_load_explicit(&eng->be[id].cnt.transfers, memory_order_relaxed);
 	ret->bytes = atomic_load_explicit(&eng->be[id].cnt.bytes, memory_order_relaxed);
 	ret->errors = atomic_load_explicit(&eng->be[id].cnt.errors, memory_order_relaxed);
+	if (eng->be[id].ops && eng->be[id].ops->counters)
+		eng->be[id].ops->counters(eng->be[id].priv, ret);
 }

@@ -12,7 +12,9 @@
  *
  * Backends fill struct kvfs_xfer_backend_ops (see xfer_i.h). The engine picks one per peer:
  * `local` for this node; for other nodes the backend named when the peer was added to the peer
- * table with kvfs_xfer_peer_set() (`tcp` today, later `verbs` where both sides have RDMA).
+ * table with kvfs_xfer_peer_set(): `tcp`, or `verbs` (RDMA, built only with libibverbs and
+ * librdmacm, see xfer_verbs.c) where both sides have RDMA. kvfs_xfer_backend_status() says
+ * whether a backend is usable on this engine (and why not).
  *
  * The peer table is fed by whoever knows the membership (the daemon, from the metadata
  * service): kvfs_xfer_peer_set() when a node joins or restarts with a new incarnation,
@@ -73,7 +75,20 @@ struct kvfs_xfer_config {
 	const char *listen_addr; /* "host:port" the tcp server serves this arena on; port 0 picks
 				  * a free one (see kvfs_xfer_listen_addr); NULL = no server */
 	uint32_t tcp_conns;	 /* connections per tcp peer; 0 = 2 */
+
+	/* Added for the verbs backend; a zeroed field keeps the old behaviour. */
+	const char *verbs_listen_addr; /* "ip:port" of an RDMA device's address where rdma_cm
+					* serves this arena; port 0 picks a free one (see
+					* kvfs_xfer_backend_listen_addr); NULL = no server (outgoing
+					* connections only) */
+	uint32_t flags;		       /* KVFS_XFER_F_* */
 };
+
+/*
+ * No merging: every op is its own transfer, and the verbs backend posts each as one signalled
+ * WR with its own ibv_post_send() (one doorbell per op). Only for measuring what merging buys.
+ */
+#define KVFS_XFER_F_PER_OP 0x1u
 
 /* Counters per backend; all monotonic. */
 struct kvfs_xfer_counters {
@@ -81,6 +96,10 @@ struct kvfs_xfer_counters {
 	uint64_t transfers; /* transfers issued after merging */
 	uint64_t bytes;	    /* bytes moved */
 	uint64_t errors;    /* operations that failed */
+	/* verbs only (zero for the other backends): */
+	uint64_t wrs;	      /* work requests posted */
+	uint64_t doorbells;   /* ibv_post_send() calls */
+	uint64_t completions; /* work completions polled from the CQs */
 };
 
 /* Create / destroy the engine. Destroy waits for batches in flight. Destroy accepts NULL. */
@@ -138,6 +157,32 @@ int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t inc
  * it back. Never blocks on the network. Returns 0 or -ENOENT for a node not in the table.
  */
 int kvfs_xfer_peer_down(struct kvfs_xfer_engine *eng, uint32_t node);
+
+/*
+ * Whether backend @id can carry peers on this engine: 0 when it can, -EOPNOTSUPP when it is not
+ * built (verbs without libibverbs/librdmacm), else the error its initialisation failed with
+ * (e.g. -ENODEV: no RDMA device; then kvfs_xfer_peer_set() with it answers -EOPNOTSUPP).
+ */
+int kvfs_xfer_backend_status(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend_id id);
+
+/*
+ * Register @len bytes at @buf as a local buffer that transfers may use without a bounce copy
+ * (verbs: an ibv_reg_mr on each device; other backends: nothing to do). Buffers inside the
+ * engine's own arena never need it. The range must stay mapped until kvfs_xfer_mem_dereg(),
+ * which must not be called while a transfer using it is in flight. Returns 0, -EEXIST (@buf
+ * already registered), -EINVAL, -ENOMEM, or the device's error. May block (pins memory).
+ */
+int kvfs_xfer_mem_reg(struct kvfs_xfer_engine *eng, void *buf, size_t len);
+
+/* Undo kvfs_xfer_mem_reg(eng, @buf, ...). Returns 0 or -ENOENT. */
+int kvfs_xfer_mem_dereg(struct kvfs_xfer_engine *eng, void *buf);
+
+/*
+ * Like kvfs_xfer_listen_addr() for backend @id (KVFS_XFER_TCP or KVFS_XFER_VERBS): where it
+ * serves this node's arena, as "host:port". -ENOENT when it does not.
+ */
+int kvfs_xfer_backend_listen_addr(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend_id id,
+				  char *ret_buf, size_t len);
 
 /*
  * The address the tcp server actually listens on, as "host:port" (the port the kernel picked

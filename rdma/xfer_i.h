@@ -34,6 +34,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "config.h"
 #include "xfer.h"
 
 struct kvfs_xfer_batch;
@@ -105,10 +106,20 @@ struct kvfs_xfer_backend_ops {
 
 	/* Where this backend serves the arena ("host:port"); -ENOENT when it does not. */
 	int (*listen_addr)(void *priv, char *ret_buf, size_t len);
+
+	/* Added for verbs; NULL = nothing to do (0). See kvfs_xfer_mem_reg / _dereg. */
+	int (*mem_reg)(void *priv, void *buf, size_t len);
+	int (*mem_dereg)(void *priv, void *buf);
+
+	/* Add the backend's own counters (wrs, doorbells, completions) to @ret. */
+	void (*counters)(void *priv, struct kvfs_xfer_counters *ret);
 };
 
 extern const struct kvfs_xfer_backend_ops kvfs_xfer_local_ops;
 extern const struct kvfs_xfer_backend_ops kvfs_xfer_tcp_ops;
+#if KVFS_HAVE_RDMA
+extern const struct kvfs_xfer_backend_ops kvfs_xfer_verbs_ops; /* xfer_verbs.c */
+#endif
 
 /*
  * Report segment @seg of @req finished with @result (0 or a negative errno). Thread-safe, never

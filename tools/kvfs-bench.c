@@ -7,6 +7,11 @@
  *          the engine against it for --seconds and prints MB/s and ops/s, with a fixed number
  *          of operations in flight; `--merge-check` reads 64 contiguous pages in one batch and
  *          prints how many transfers the engine issued (expected 1) after checking the data.
+ *   verbs  the verbs transport, merged posting vs one WR and one doorbell per page
+ *          (KVFS_XFER_F_PER_OP), in one process: a server engine on --server-ip and two client
+ *          engines on --client-ip read --pages pages of --page-size, contiguous and scattered,
+ *          --runs times each, and print WRs, doorbells, completions and the median time per
+ *          batch. Needs RDMA (run it in scripts/rdma-vm.sh; tests/rdma/bench.sh does).
  *
  * Subcommands live in one table (commands[] below); each parses its own options. Output is one
  * line of `key=value` pairs per result, easy to grep from scripts/bench.sh. Exit codes: 0 ok,
@@ -459,9 +464,249 @@ bad:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* verbs */
+
+enum { PAT_CONTIG, PAT_SCATTER_REMOTE, PAT_SCATTER_LOCAL, NPATTERNS };
+
+static const char *const pattern_names[NPATTERNS] = {"contig", "scatter-remote", "scatter-local"};
+
+struct verbs_opts {
+	const char *server_ip;
+	const char *client_ip;
+	uint64_t page_size;
+	uint32_t pages;
+	uint32_t runs;
+};
+
+static void verbs_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kvfs-bench verbs --server-ip IP --client-ip IP [--pages N] [--page-size SIZE]\n"
+		"                        [--runs N]\n"
+		"  --server-ip   address of the RDMA device serving the arena (node 1)\n"
+		"  --client-ip   address of the RDMA device the clients use (may be the same)\n"
+		"  --pages       pages per batch (default 64)\n"
+		"  --page-size   bytes per page (default 64K)\n"
+		"  --runs        timed batches per pattern and mode, interleaved (default 15)\n"
+		"Patterns: contig (remote and local contiguous), scatter-remote (every other remote\n"
+		"page), scatter-local (every other local page). Modes: merged, per-op. One line each:\n"
+		"  verbs pattern=P mode=M pages=N page_size=S runs=R wrs=.. doorbells=.. completions=..\n"
+		"  transfers=.. median_us=.. min_us=.. (counts per batch)\n");
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int verbs_engine(uint32_t node, const char *ip, struct kvfs_arena *arena, uint32_t flags,
+			struct kvfs_xfer_engine **ret)
+{
+	char listen[80];
+	struct kvfs_xfer_config cfg = {.self_node = node,
+				       .self_incarnation = 1,
+				       .arena = arena,
+				       .default_timeout_ns = 60 * NSEC,
+				       .verbs_listen_addr = listen,
+				       .flags = flags};
+	int r;
+
+	snprintf(listen, sizeof(listen), "%s:0", ip);
+	r = kvfs_xfer_engine_create(&cfg, ret);
+	if (r < 0)
+		return r;
+	r = kvfs_xfer_backend_status(*ret, KVFS_XFER_VERBS);
+	if (r < 0) {
+		kvfs_xfer_engine_destroy(*ret);
+		return r;
+	}
+	return 0;
+}
+
+/* One batch of pattern @pat; adds its counter deltas to @acc and returns its time in ns. */
+static int verbs_batch(const struct verbs_opts *o, struct kvfs_xfer_engine *eng, char *buf,
+		       const char *remote_copy, int pat, struct kvfs_xfer_op *ops,
+		       struct kvfs_xfer_counters *acc, uint64_t *ret_ns)
+{
+	struct kvfs_xfer_counters c0, c1;
+	uint64_t rs = pat == PAT_SCATTER_REMOTE ? 2 : 1, ls = pat == PAT_SCATTER_LOCAL ? 2 : 1;
+	uint64_t t0;
+	int r;
+
+	for (uint32_t i = 0; i < o->pages; i++)
+		ops[i] = (struct kvfs_xfer_op){.dir = KVFS_XFER_READ,
+					       .node = SERVER_NODE,
+					       .remote_off = i * rs * o->page_size,
+					       .buf = buf + i * ls * o->page_size,
+					       .len = (uint32_t)o->page_size};
+	kvfs_xfer_get_counters(eng, KVFS_XFER_VERBS, &c0);
+	t0 = now_ns();
+	r = kvfs_xfer_run(eng, ops, o->pages, 0);
+	*ret_ns = now_ns() - t0;
+	kvfs_xfer_get_counters(eng, KVFS_XFER_VERBS, &c1);
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < o->pages; i++)
+		if (memcmp(ops[i].buf, remote_copy + ops[i].remote_off, o->page_size))
+			return -EIO;
+	acc->wrs += c1.wrs - c0.wrs;
+	acc->doorbells += c1.doorbells - c0.doorbells;
+	acc->completions += c1.completions - c0.completions;
+	acc->transfers += c1.transfers - c0.transfers;
+	return 0;
+}
+
+static int verbs_bench(const struct verbs_opts *o)
+{
+	uint64_t span = 2 * (uint64_t)o->pages * o->page_size;
+	struct kvfs_xfer_engine *srv = NULL, *cli[2] = {NULL, NULL};
+	struct kvfs_arena *arena = NULL;
+	struct kvfs_xfer_op *ops = NULL;
+	uint64_t *ns = NULL;
+	char *buf = NULL, addr[96];
+	int r;
+
+	r = kvfs_arena_create(span, 0, &arena);
+	if (r < 0)
+		goto out;
+	for (uint64_t i = 0; i < span; i++)
+		((char *)kvfs_arena_base(arena))[i] = (char)(i * 7 + i / 4093);
+	r = verbs_engine(SERVER_NODE, o->server_ip, arena, 0, &srv);
+	if (r < 0)
+		goto out;
+	r = kvfs_xfer_backend_listen_addr(srv, KVFS_XFER_VERBS, addr, sizeof(addr));
+	if (r < 0)
+		goto out;
+	buf = aligned_alloc(4096, span);
+	ops = calloc(o->pages, sizeof(*ops));
+	ns = calloc((size_t)o->runs * NPATTERNS * 2, sizeof(*ns));
+	if (!buf || !ops || !ns) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (int m = 0; m < 2; m++) {
+		r = verbs_engine(CLIENT_NODE + (uint32_t)m, o->client_ip, NULL,
+				 m ? KVFS_XFER_F_PER_OP : 0, &cli[m]);
+		if (r < 0)
+			goto out;
+		r = kvfs_xfer_peer_set(cli[m], SERVER_NODE, 1, addr, KVFS_XFER_VERBS);
+		if (r < 0)
+			goto out;
+		r = kvfs_xfer_mem_reg(cli[m], buf, span);
+		if (r < 0)
+			goto out;
+	}
+	for (int pat = 0; pat < NPATTERNS; pat++) {
+		struct kvfs_xfer_counters acc[2] = {{0}};
+		uint64_t warm;
+
+		/* warm-up: connects, faults the pages in */
+		for (int m = 0; m < 2; m++) {
+			struct kvfs_xfer_counters junk = {0};
+
+			r = verbs_batch(o, cli[m], buf, kvfs_arena_base(arena), pat, ops, &junk,
+					&warm);
+			if (r < 0)
+				goto out;
+		}
+		/* interleaved, so drift in the guest's speed hits both modes alike */
+		for (uint32_t i = 0; i < o->runs; i++)
+			for (int m = 0; m < 2; m++) {
+				r = verbs_batch(o, cli[m], buf, kvfs_arena_base(arena), pat, ops,
+						&acc[m], &ns[(pat * 2 + m) * o->runs + i]);
+				if (r < 0)
+					goto out;
+			}
+		for (int m = 0; m < 2; m++) {
+			uint64_t *t = &ns[(pat * 2 + m) * o->runs];
+
+			qsort(t, o->runs, sizeof(*t), cmp_u64);
+			printf("verbs pattern=%s mode=%s pages=%u page_size=%" PRIu64
+			       " runs=%u wrs=%.1f doorbells=%.1f completions=%.1f transfers=%.1f"
+			       " median_us=%.0f min_us=%.0f\n",
+			       pattern_names[pat], m ? "per-op" : "merged", o->pages, o->page_size,
+			       o->runs, (double)acc[m].wrs / o->runs,
+			       (double)acc[m].doorbells / o->runs,
+			       (double)acc[m].completions / o->runs,
+			       (double)acc[m].transfers / o->runs, (double)t[o->runs / 2] / 1e3,
+			       (double)t[0] / 1e3);
+		}
+	}
+	r = 0;
+
+out:
+	for (int m = 0; m < 2; m++)
+		kvfs_xfer_engine_destroy(cli[m]);
+	kvfs_xfer_engine_destroy(srv);
+	kvfs_arena_destroy(arena);
+	free(ns);
+	free(ops);
+	free(buf);
+	if (r < 0)
+		fprintf(stderr, "kvfs-bench: verbs: %s\n", strerror(-r));
+	return r < 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+static int cmd_verbs(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"server-ip", required_argument, NULL, 's'},
+		{"client-ip", required_argument, NULL, 'c'},
+		{"pages", required_argument, NULL, 'n'},
+		{"page-size", required_argument, NULL, 'S'},
+		{"runs", required_argument, NULL, 'r'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct verbs_opts o = {.page_size = 64 << 10, .pages = 64, .runs = 15};
+	uint64_t v;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			o.server_ip = optarg;
+			break;
+		case 'c':
+			o.client_ip = optarg;
+			break;
+		case 'S':
+			if (parse_size(optarg, &o.page_size) < 0 || !o.page_size ||
+			    o.page_size > (16u << 20))
+				goto bad;
+			break;
+		case 'n':
+		case 'r':
+			if (parse_size(optarg, &v) < 0 || !v || v > 4096)
+				goto bad;
+			if (ch == 'n')
+				o.pages = (uint32_t)v;
+			else
+				o.runs = (uint32_t)v;
+			break;
+		case 'h':
+			verbs_usage(stdout);
+			return EXIT_OK;
+		default:
+			goto bad;
+		}
+	}
+	if (optind != argc || !o.server_ip || !o.client_ip)
+		goto bad;
+	return verbs_bench(&o);
+
+bad:
+	verbs_usage(stderr);
+	return EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static const struct command commands[] = {
 	{"xfer", cmd_xfer, "transfer engine throughput over tcp, and the merge check"},
+	{"verbs", cmd_verbs, "verbs transport: merged vs per-op posting (WRs, doorbells, time)"},
 	{"meta", kvfs_bench_meta_main,
 	 "kvfs-meta keys/s and latency (3FS routes, 128-key batches)"},
 };
