@@ -1187,6 +1187,17 @@ static int plan_add_iov(struct read_plan *p, void *base, size_t len)
 	return 0;
 }
 
+/*
+ * What a reader or writer sees when moving a page failed: the node holding it is gone
+ * (ESTALE, EHOSTUNREACH, ECONNREFUSED), did not answer in time (ETIMEDOUT) or broke the
+ * protocol. To a file's user that is the page being unreadable: EIO, as the design promises,
+ * never a network errno. ENOMEM stays what it is.
+ */
+static int xfer_errno(int r)
+{
+	return r < 0 && r != -ENOMEM ? -EIO : r;
+}
+
 static bool is_local(const struct kvfs_fs *fs, const struct kvfs_page_ref *ref)
 {
 	return ref->node == fs->node && ref->incarnation == fs->incarnation;
@@ -1419,7 +1430,7 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_rwlock_unlock(&in->st->lock);
 
 	if (p.nops) {
-		r = kvfs_xfer_run(fs->xfer, p.ops, p.nops, 0);
+		r = xfer_errno(kvfs_xfer_run(fs->xfer, p.ops, p.nops, 0));
 		if (r < 0)
 			goto err_unpin;
 	}
@@ -1471,7 +1482,7 @@ static int page_io(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, uint64_t
 	op.remote_off = ref->off + in_page;
 	op.buf = buf;
 	op.len = (uint32_t)len;
-	return kvfs_xfer_run(fs->xfer, &op, 1, 0);
+	return xfer_errno(kvfs_xfer_run(fs->xfer, &op, 1, 0));
 }
 
 static int zero_page_range(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, uint64_t from,

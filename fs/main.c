@@ -61,6 +61,8 @@ struct options {
 	const char *meta_url;	/* --meta: join a cluster through kvfs-meta */
 	const char *token_file; /* --token-file */
 	const char *node_addr;	/* --node-addr: our data address, advertised to peers */
+	const char *rdma_addr;	/* --rdma-addr: an RDMA device address for the verbs backend */
+	bool force_tcp;		/* --transport tcp */
 };
 
 static void usage(FILE *f)
@@ -87,7 +89,10 @@ static void usage(FILE *f)
 		"      --meta URL          join a cluster: metadata from kvfs-meta at URL\n"
 		"                          (default: embedded, this node only)\n"
 		"      --token-file F      cluster token for kvfs-meta and peers\n"
-		"      --node-addr H:P     this node's data address advertised to peers\n"
+		"      --node-addr H:P     this node's data address (TCP) advertised to peers\n"
+		"      --rdma-addr IP:P    serve and reach peers with RDMA verbs on this device\n"
+		"                          address (peers that advertise one use verbs, others TCP)\n"
+		"      --transport T       auto (default: verbs where both sides have it) or tcp\n"
 		"  -o OPTS                 extra FUSE mount options (e.g. allow_other)\n"
 		"  -h, --help              this help\n"
 		"  -V, --version           print the version\n"
@@ -176,7 +181,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		OPT_CACHE,
 		OPT_META,
 		OPT_TOKEN,
-		OPT_NODE_ADDR
+		OPT_NODE_ADDR,
+		OPT_RDMA_ADDR,
+		OPT_TRANSPORT
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -195,6 +202,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"meta", required_argument, NULL, OPT_META},
 		{"token-file", required_argument, NULL, OPT_TOKEN},
 		{"node-addr", required_argument, NULL, OPT_NODE_ADDR},
+		{"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
+		{"transport", required_argument, NULL, OPT_TRANSPORT},
 		{NULL, 0, NULL, 0},
 	};
 	struct pool_opt **tail = &o->pools;
@@ -277,6 +286,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_NODE_ADDR:
 			o->node_addr = optarg;
+			break;
+		case OPT_RDMA_ADDR:
+			o->rdma_addr = optarg;
+			break;
+		case OPT_TRANSPORT:
+			if (!strcmp(optarg, "tcp")) {
+				o->force_tcp = true;
+			} else if (strcmp(optarg, "auto")) {
+				fprintf(stderr, "kvfs: --transport: want auto or tcp\n");
+				return -EINVAL;
+			}
 			break;
 		case OPT_CACHE:
 			if (!strcmp(optarg, "auto")) {
@@ -488,6 +508,28 @@ static void *tune_readahead(void *arg)
 }
 
 /*
+ * A node advertises "HOST:PORT" (TCP) or "HOST:PORT,rdma=IP:PORT" (TCP and verbs; the metadata
+ * service keeps the string opaque). Verbs is used when both ends have it and --transport tcp
+ * was not given; anything that fails falls back to TCP.
+ */
+static void peer_connect(struct kvfs_fs *fs, struct kvfs_xfer_engine *eng,
+			 const struct kvfs_node_info *n)
+{
+	char tcp[sizeof(n->addr)], *rdma;
+
+	snprintf(tcp, sizeof(tcp), "%s", n->addr);
+	rdma = strstr(tcp, ",rdma=");
+	if (rdma) {
+		*rdma = 0;
+		rdma += strlen(",rdma=");
+		if (fs->use_verbs &&
+		    kvfs_xfer_peer_set(eng, n->id, n->incarnation, rdma, KVFS_XFER_VERBS) == 0)
+			return;
+	}
+	kvfs_xfer_peer_set(eng, n->id, n->incarnation, tcp, KVFS_XFER_TCP);
+}
+
+/*
  * --meta: the set of alive nodes changed. Point the engine at every live peer (a restarted peer
  * comes back with a new incarnation and replaces its entry) and fail everything in flight to
  * peers that are gone. Runs on the client's heartbeat thread.
@@ -513,8 +555,7 @@ static void on_peers_changed(void *ctx, const struct kvfs_node_info *alive, size
 	for (size_t j = 0; j < n && fs->npeers < KVFS_FS_MAX_PEERS; j++) {
 		if (alive[j].id == fs->node || !alive[j].addr[0])
 			continue;
-		kvfs_xfer_peer_set(eng, alive[j].id, alive[j].incarnation, alive[j].addr,
-				   KVFS_XFER_TCP);
+		peer_connect(fs, eng, &alive[j]);
 		fs->peers[fs->npeers++] = alive[j].id;
 	}
 	pthread_mutex_unlock(&fs->peers_lock);
@@ -591,8 +632,16 @@ static int join_cluster(struct kvfs_fs *fs, const struct options *o, const char 
 		fclose(f);
 	}
 	info.arena_size = fs->arena_size;
-	if (o->node_addr)
-		snprintf(info.addr, sizeof(info.addr), "%s", o->node_addr);
+	if (o->node_addr && o->rdma_addr && !o->force_tcp)
+		r = snprintf(info.addr, sizeof(info.addr), "%s,rdma=%s", o->node_addr,
+			     o->rdma_addr);
+	else
+		r = snprintf(info.addr, sizeof(info.addr), "%s", o->node_addr ? o->node_addr : "");
+	if (r < 0 || (size_t)r >= sizeof(info.addr)) {
+		fprintf(stderr, "kvfs: --node-addr/--rdma-addr: too long\n");
+		r = -EINVAL;
+		goto err_destroy_meta;
+	}
 	r = fs->meta->ops->node_register(fs->meta, &info);
 	if (r < 0) {
 		fprintf(stderr, "kvfs: cannot register with kvfs-meta at %s: %s\n", o->meta_url,
@@ -807,6 +856,7 @@ int main(int argc, char **argv)
 	xc.default_timeout_ns = 5ull * 1000000000ull;
 	xc.token = fs.token;
 	xc.listen_addr = o.meta_url ? o.node_addr : NULL;
+	xc.verbs_listen_addr = o.meta_url && !o.force_tcp ? o.rdma_addr : NULL;
 	r = kvfs_xfer_engine_create(&xc, &fs.xfer);
 	if (r < 0) {
 		fprintf(stderr, "kvfs: cannot start the transfer engine%s%s: %s\n",
@@ -818,6 +868,12 @@ int main(int argc, char **argv)
 		struct kvfs_node_info *nodes = NULL;
 		size_t n = 0;
 
+		fs.use_verbs = o.rdma_addr && !o.force_tcp &&
+			       kvfs_xfer_backend_status(fs.xfer, KVFS_XFER_VERBS) == 0;
+		if (o.rdma_addr && !o.force_tcp && !fs.use_verbs)
+			fprintf(stderr,
+				"kvfs: verbs unavailable (%s); peers are reached over tcp\n",
+				strerror(-kvfs_xfer_backend_status(fs.xfer, KVFS_XFER_VERBS)));
 		atomic_store(&fs.xfer_ready, true);
 		if (kvfs_meta_http_nodes(fs.meta, true, &nodes, &n) == 0) {
 			on_peers_changed(&fs, nodes, n);
