@@ -123,17 +123,8 @@ static json_t *stats_json(struct kvfs_fs *fs)
 	json_t *root, *jp, *xf, *fsj;
 
 	memset(&ps, 0, sizeof(ps));
-	if (fs->palloc) {
+	if (fs->palloc)
 		kvfs_palloc_get_stats(fs->palloc, &ps);
-	} else {
-		/* cluster mode: the service allocates in our arena; ask it for the totals */
-		struct kvfs_statfs sf;
-
-		if (fs->meta->ops->statfs(fs->meta, KVFS_ROOT_INO, &sf) == 0) {
-			ps.used = sf.used;
-			ps.free = sf.free;
-		}
-	}
 	root = json_object();
 	json_object_set_new(
 		root, "node",
@@ -143,6 +134,19 @@ static json_t *stats_json(struct kvfs_fs *fs)
 			  "free_bytes", (json_int_t)ps.free, "pinned_pages",
 			  (json_int_t)ps.pinned_pages, "deferred_bytes", (json_int_t)ps.deferred,
 			  "largest_free_run", (json_int_t)ps.largest_run));
+	if (!fs->palloc) {
+		/* cluster mode: the service allocates in every node's arena; its totals are the
+		 * cluster's, not this node's (whose used/free above stay 0: not known here) */
+		struct kvfs_statfs sf;
+
+		if (fs->meta->ops->statfs(fs->meta, KVFS_ROOT_INO, &sf) == 0)
+			json_object_set_new(root, "cluster",
+					    json_pack("{s:I, s:I, s:I, s:I}", "capacity",
+						      (json_int_t)sf.capacity, "used_bytes",
+						      (json_int_t)sf.used, "free_bytes",
+						      (json_int_t)sf.free, "files",
+						      (json_int_t)sf.files));
+	}
 	jp = json_array();
 	if (fs->meta->ops->pool_list(fs->meta, &pools, &npools) == 0) {
 		for (size_t i = 0; i < npools; i++)

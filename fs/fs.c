@@ -1198,6 +1198,20 @@ static int xfer_errno(int r)
 	return r < 0 && r != -ENOMEM ? -EIO : r;
 }
 
+/*
+ * Run a batch; when a page sits on a node the engine does not know yet (it joined after our
+ * last membership update, which comes with heartbeats), refresh the peer table from the
+ * metadata service and try once more.
+ */
+static int xfer_run(struct kvfs_fs *fs, struct kvfs_xfer_op *ops, size_t n)
+{
+	int r = kvfs_xfer_run(fs->xfer, ops, n, 0);
+
+	if (r == -EHOSTUNREACH && fs->refresh_peers && fs->refresh_peers(fs) == 0)
+		r = kvfs_xfer_run(fs->xfer, ops, n, 0);
+	return r;
+}
+
 static bool is_local(const struct kvfs_fs *fs, const struct kvfs_page_ref *ref)
 {
 	return ref->node == fs->node && ref->incarnation == fs->incarnation;
@@ -1211,7 +1225,8 @@ static bool is_local(const struct kvfs_fs *fs, const struct kvfs_page_ref *ref)
  */
 static struct fs_ra *ra_fetch(struct kvfs_fs *fs, struct fs_open *o, uint64_t start,
 			      uint32_t npages, uint32_t P, uint64_t size, uint64_t gen,
-			      const uint64_t *idx, const struct kvfs_page_ref *refs, size_t n)
+			      const uint64_t *idx, const struct kvfs_page_ref *refs, size_t n,
+			      int *ret_err)
 {
 	struct kvfs_xfer_op *ops;
 	struct fs_ra *ra, *old;
@@ -1240,7 +1255,7 @@ static struct fs_ra *ra_fetch(struct kvfs_fs *fs, struct fs_open *o, uint64_t st
 		ops[i].len = (uint32_t)(size - pstart < P ? size - pstart : P);
 	}
 	/* one batch: the engine merges pages contiguous on a peer into one transfer */
-	kvfs_xfer_run(fs->xfer, ops, n, 0);
+	*ret_err = xfer_run(fs, ops, n);
 	for (size_t i = 0; i < n; i++)
 		ra->valid[idx[i] - start] = ops[i].result == 0;
 	free(ops);
@@ -1315,7 +1330,7 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_inode *in;
 	struct fs_open *o;
 	uint64_t end, pos, P, nslots, remote_bytes = 0, gen;
-	int r = 0;
+	int r = 0, ra_err = 0;
 
 	(void)ino;
 	if (h->kind == FS_H_STATS || h->kind == FS_H_CTL) {
@@ -1356,7 +1371,8 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 			pthread_rwlock_unlock(&in->st->lock);
 			ra_put(ra);
-			ra = ra_fetch(fs, o, start, npages, (uint32_t)P, fsize, gen, idx, refs, n);
+			ra = ra_fetch(fs, o, start, npages, (uint32_t)P, fsize, gen, idx, refs, n,
+				      &ra_err);
 			pthread_rwlock_rdlock(&in->st->lock);
 			if (ra && ra->gen != in->st->content_gen) {
 				ra_put(ra); /* written meanwhile: read what is there now */
@@ -1384,6 +1400,12 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (pg && !is_local(fs, &pg->ref) && !ra_has(ra, idx))
 			remote_bytes += n;
 		pos += n;
+	}
+	/* the read-ahead batch already failed for pages this read needs (a dead or hung peer):
+	 * fail now rather than wait a second deadline for the same peer */
+	if (remote_bytes && ra_err < 0 && ra_err != -ENOMEM) {
+		r = -EIO;
+		goto err_unlock;
 	}
 	if (remote_bytes) {
 		p.bounce = malloc(remote_bytes);
@@ -1430,7 +1452,7 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_rwlock_unlock(&in->st->lock);
 
 	if (p.nops) {
-		r = xfer_errno(kvfs_xfer_run(fs->xfer, p.ops, p.nops, 0));
+		r = xfer_errno(xfer_run(fs, p.ops, p.nops));
 		if (r < 0)
 			goto err_unpin;
 	}
@@ -1482,7 +1504,7 @@ static int page_io(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, uint64_t
 	op.remote_off = ref->off + in_page;
 	op.buf = buf;
 	op.len = (uint32_t)len;
-	return xfer_errno(kvfs_xfer_run(fs->xfer, &op, 1, 0));
+	return xfer_errno(xfer_run(fs, &op, 1));
 }
 
 static int zero_page_range(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, uint64_t from,

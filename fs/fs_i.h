@@ -205,6 +205,8 @@ struct kvfs_fs {
 	/* peers the engine knows, kept in step with membership (--meta) */
 	_Atomic bool xfer_ready;
 	bool use_verbs; /* set before xfer_ready: the verbs backend can carry peers */
+	/* --meta: reload the peer table from the service now; 0 or a negative errno */
+	int (*refresh_peers)(struct kvfs_fs *fs);
 	pthread_mutex_t peers_lock;
 	uint32_t peers[KVFS_FS_MAX_PEERS]; /* guarded by peers_lock */
 	size_t npeers;			   /* guarded by peers_lock */

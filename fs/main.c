@@ -561,6 +561,19 @@ static void on_peers_changed(void *ctx, const struct kvfs_node_info *alive, size
 	pthread_mutex_unlock(&fs->peers_lock);
 }
 
+static int refresh_peers(struct kvfs_fs *fs)
+{
+	struct kvfs_node_info *nodes = NULL;
+	size_t n = 0;
+	int r = kvfs_meta_http_nodes(fs->meta, true, &nodes, &n);
+
+	if (r == 0) {
+		on_peers_changed(fs, nodes, n);
+		free(nodes);
+	}
+	return r;
+}
+
 /* --meta: the service made us register again (declared dead, or it lost our incarnation). */
 static void on_reregistered(void *ctx, const struct kvfs_node_info *info)
 {
@@ -799,10 +812,17 @@ int main(int argc, char **argv)
 
 	kvfs_fs_init(&fs);
 	fs.mountpoint = real_mnt;
-	/* Shared metadata changes behind this kernel's back: cache names and attributes briefly */
-	if (o.meta_url && !o.timeout_set)
-		o.timeout = 1.0;
 	fs.entry_timeout = fs.attr_timeout = o.timeout;
+	/*
+	 * Shared metadata changes behind this kernel's back. Names are not cached at all, so a
+	 * rename or unlink on another node is seen by the next path walk here (rename is atomic
+	 * cluster-wide); attributes are cached for a second, and an open that sees a new version
+	 * drops them (close-to-open). --timeout trades this for fewer metadata round trips.
+	 */
+	if (o.meta_url && !o.timeout_set) {
+		fs.entry_timeout = 0.0;
+		fs.attr_timeout = 1.0;
+	}
 	fs.cache_mode = o.cache;
 	fs.zero = mmap(NULL, KVFS_PAGE_MAX, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fs.zero == MAP_FAILED) {
@@ -875,6 +895,7 @@ int main(int argc, char **argv)
 				"kvfs: verbs unavailable (%s); peers are reached over tcp\n",
 				strerror(-kvfs_xfer_backend_status(fs.xfer, KVFS_XFER_VERBS)));
 		atomic_store(&fs.xfer_ready, true);
+		fs.refresh_peers = refresh_peers;
 		if (kvfs_meta_http_nodes(fs.meta, true, &nodes, &n) == 0) {
 			on_peers_changed(&fs, nodes, n);
 			free(nodes);

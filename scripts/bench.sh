@@ -21,6 +21,9 @@
 #                     (the arena is memfd shared memory: it shows up as RssShmem)
 #
 # Usage: scripts/bench.sh [--runs N] [--quick] [--build DIR] [--dram SIZE] [--files N]
+#        scripts/bench.sh multinode [--runs N] [--quick] [--build DIR] [--dram SIZE]
+#        scripts/bench.sh rdma [ARGS]   (tests/rdma/bench.sh in the soft-RoCE guest)
+#   multinode   the network benchmark on a 2-node cluster instead (see "multinode mode" below)
 #   --runs N    interleaved runs per filesystem (default 3)
 #   --quick     small sizes and 1 run unless --runs is given (a smoke test, not a benchmark)
 #   --build DIR meson build directory (default ./build; set up and built when needed)
@@ -39,6 +42,16 @@ DRAM=2G
 FILES=""
 
 usage() { sed -n '/^# Usage:/,/^# Needs/p' "$0" | sed 's/^# \{0,1\}//'; }
+MODE=single
+case ${1:-} in
+multinode | --multinode) MODE=multinode; shift ;;
+rdma | --rdma)
+	# the verbs backend in the soft-RoCE guest: WRs, doorbells, completions and time for
+	# merged vs per-page posting (tests/rdma/bench.sh; ratios only, rxe under TCG is slow)
+	shift
+	exec "$SRC/tests/rdma/bench.sh" "$@"
+	;;
+esac
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift ;;
@@ -84,6 +97,206 @@ KVFS=$BUILD/fs/kvfs
 [ -x "$KVFS" ] || die "no kvfs binary at $KVFS"
 HICACHE=$SRC/tests/integration/hicache.py
 KVTEST=$SRC/tests/integration/kvtest.py
+
+# ==========================================================================================
+# multinode mode (scripts/bench.sh multinode): the network path, not kvfs against tmpfs.
+#
+# A 2-node cluster from scripts/cluster.sh (network namespaces joined by veth through a bridge,
+# all inside this machine), with `kvfs-bench xfer --server` and `iperf3 -s` on every node.
+# Every run measures, on the same node 1 -> node 2 path, in an order that rotates from run to
+# run (so drift lands on every metric alike):
+#   iperf3 1 stream       iperf3 -c node2 from node 1 (data flows 1 -> 2), 1 stream   Gbit/s
+#   engine READ 1M/64K    kvfs-bench xfer --connect node1 run on node 2: READs of 1 MiB and
+#                         of 64 KiB, each its own transfer; default 2 connections, and 1
+#   mount seq read 4M     fio on node 2, 1 and 2 jobs, reading 4 MiB files that node 1 wrote
+#                         (bs 1M, direct=0, cold: never read on node 2 before)       Gbit/s
+#   transfers/64 pages    a 4 MiB file in a pool with 64 KiB pages (64 contiguous pages)
+#                         written on node 1, read once on node 2 (cat, then a fresh one with
+#                         a single 4 MiB O_DIRECT pread); the delta of node 2's
+#                         xfer.tcp.transfers (expected: 1 per contiguous run)
+# plus, once, `kvfs-bench xfer --merge-check` (the engine alone: 64 contiguous 64 KiB READs in
+# one batch). The summary is the median of the runs and the ratio to iperf3 of the same runs.
+# Needs root, iproute2, nsenter, iperf3, fio, python3, curl.
+MN_PREFIX=kvbench$$
+mn_cluster() { "$SRC/scripts/cluster.sh" "$@"; }
+
+# mn_num FILE EXPR: EXPR over the JSON document in FILE (j)
+mn_num() {
+	python3 - "$1" "$2" <<-'PY'
+	import json, sys
+	t = open(sys.argv[1]).read()  # fio may print warnings before the JSON document
+	j = json.loads(t if t.startswith("{") else t[t.index("\n{") + 1:])
+	print("%.3f" % eval(sys.argv[2], {"j": j}))
+	PY
+}
+
+# mn_transfers NODE: node NODE's xfer.tcp.transfers
+mn_transfers() {
+	python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["xfer"]["tcp"]["transfers"])' \
+		"$MN_DIR/n$1/mnt/.kvfs/stats"
+}
+
+mn_record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$MN_RESULTS"; }
+
+mn_iperf() { # mn_iperf RUN
+	local f=$MN_RAW/run$1-iperf3.json
+	mn_cluster exec 1 iperf3 -c 10.99.0.12 -p 5201 -B 10.99.0.11 -t "$MN_SECS" -J >"$f" ||
+		die "iperf3 failed: $(tail -n 5 "$f")"
+	mn_record "$1" "iperf3 1 stream" \
+		"$(mn_num "$f" 'j["end"]["sum_received"]["bits_per_second"] / 1e9')" Gbit/s
+}
+
+mn_xfer() { # mn_xfer RUN SIZE CONNS
+	local f=$MN_RAW/run$1-xfer-$2-c$3.txt v
+	mn_cluster exec 2 "$KVFS_BENCH" xfer --connect 10.99.0.11:9500 --size "$2" --conns "$3" \
+		--seconds "$MN_SECS" >"$f" 2>&1 || die "kvfs-bench xfer failed: $(tail -n 5 "$f")"
+	v=$(sed -n 's/.* Gbps=\([0-9.]*\) .*/\1/p' "$f")
+	[ -n "$v" ] || die "no Gbps in $f"
+	if [ "$3" = 2 ]; then
+		mn_record "$1" "engine READ $2" "$v" Gbit/s
+	else
+		mn_record "$1" "engine READ $2, 1 conn" "$v" Gbit/s
+	fi
+}
+
+mn_fio() { # mn_fio RUN JOBS: node 1 writes, node 2 reads cold
+	local run=$1 jobs=$2 d=kv/bench/r$1-j$2 f
+	mkdir -p "$MN_DIR/n1/mnt/$d"
+	mn_cluster exec 1 fio --name=w --directory="$MN_DIR/n1/mnt/$d" --ioengine=psync \
+		--rw=write --bs=1M --filesize=4M --nrfiles="$MN_FILES" --numjobs="$jobs" \
+		--fallocate=none --filename_format='f.$jobnum.$filenum' --file_service_type=sequential \
+		--output-format=json --output="$MN_RAW/run$run-write-j$jobs.json" >/dev/null ||
+		die "fio write on node 1 failed"
+	f=$MN_RAW/run$run-seqread-j$jobs.json
+	mn_cluster exec 2 fio --name=r --directory="$MN_DIR/n2/mnt/$d" --ioengine=psync \
+		--rw=read --bs=1M --direct=0 --filesize=4M --nrfiles="$MN_FILES" --numjobs="$jobs" \
+		--filename_format='f.$jobnum.$filenum' --file_service_type=sequential \
+		--group_reporting --output-format=json --output="$f" >/dev/null ||
+		die "fio read on node 2 failed: $(tail -n 5 "$f")"
+	mn_record "$run" "mount seq read 4M, $jobs job$([ "$jobs" = 1 ] || echo s)" \
+		"$(mn_num "$f" 'j["jobs"][0]["read"]["bw_bytes"] * 8 / 1e9')" Gbit/s
+	rm -rf "${MN_DIR:?}/n1/mnt/$d"
+}
+
+mn_pages64() { # mn_pages64 RUN: transfers node 2 issues to read 64 contiguous 64 KiB pages
+	local run=$1 f t0 t1 pages
+	for how in cat direct; do
+		f=$MN_DIR/n1/mnt/p64/r$run-$how
+		mn_cluster exec 1 dd if=/dev/urandom of="$f" bs=1M count=4 status=none
+		pages=$(getfattr --only-values -n user.kvfs.pages "$f" 2>/dev/null || echo "?")
+		f=$MN_DIR/n2/mnt/p64/r$run-$how
+		t0=$(mn_transfers 2)
+		if [ "$how" = cat ]; then
+			mn_cluster exec 2 cat "$f" >/dev/null
+		else
+			mn_cluster exec 2 dd if="$f" of=/dev/null bs=4M count=1 iflag=direct status=none
+		fi
+		t1=$(mn_transfers 2)
+		mn_record "$run" "64-page read: transfers ($how)" $((t1 - t0)) transfers
+		echo "run $run $how: pages $pages, transfers $((t1 - t0))" >>"$MN_RAW/pages64.txt"
+	done
+}
+
+bench_multinode() {
+	local run mn_order m i n
+	for t in ip nsenter iperf3 fio python3 curl getfattr; do
+		command -v "$t" >/dev/null || die "'$t' is not installed"
+	done
+	KVFS_BENCH=$BUILD/tools/kvfs-bench
+	[ -x "$KVFS_BENCH" ] || die "no kvfs-bench at $KVFS_BENCH"
+	if [ "$QUICK" = 1 ]; then MN_SECS=2 MN_FILES=8; else MN_SECS=5 MN_FILES=64; fi
+	MN_OUT=$BUILD/bench/$(date +%Y%m%d-%H%M%S)-multinode
+	MN_RAW=$MN_OUT/raw
+	mkdir -p "$MN_RAW"
+	MN_RESULTS=$MN_OUT/results.tsv
+	printf 'run\tmetric\tvalue\tunit\n' >"$MN_RESULTS"
+	MN_WORK=$(mktemp -d /tmp/kvfs-bench-mn.XXXXXX)
+	MN_DIR=$MN_WORK/cluster
+	export KVFS_CLUSTER_DIR=$MN_DIR KVFS_CLUSTER_PREFIX=$MN_PREFIX KVFS_BUILD=$BUILD
+	export KVFS_CLUSTER_DRAM=$DRAM KVFS_BENCH_ARENA=512M KVFS_CLUSTER_ARGS="--prefault ${KVFS_ARGS:-}"
+	export KVFS_CLUSTER_TIMEOUT=120 # pre-faulting the arenas takes a while on a loaded VM
+	trap 'mn_cluster down; rm -rf --one-file-system "$MN_WORK"' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	log "multinode: results in $MN_OUT (runs: $RUNS, arena: $DRAM per node)"
+	mn_cluster up 2 --bench >"$MN_OUT/cluster.log" 2>&1 ||
+		die "cluster.sh up failed: $(tail -n 5 "$MN_OUT/cluster.log")"
+	sleep 2 # one heartbeat: each node knows the other
+	"$BUILD/tools/kvfsctl" -m "$MN_DIR/n1/mnt" pool create p64 --page-size 64K >/dev/null
+	mkdir -p "$MN_DIR/n1/mnt/kv/bench"
+	mn_cluster exec 2 "$KVFS_BENCH" xfer --connect 10.99.0.11:9500 --size 64K --merge-check \
+		>"$MN_RAW/merge-check.txt" 2>&1 || true
+	log "engine merge check: $(cat "$MN_RAW/merge-check.txt")"
+
+	local metrics=(iperf x1m x64k x1m1 x64k1 fio1 fio2 pages)
+	for run in $(seq "$RUNS"); do
+		mn_order=()
+		n=${#metrics[@]}
+		for i in $(seq 0 $((n - 1))); do # rotate by the run number, reverse on even runs
+			m=${metrics[$(((i + run - 1) % n))]}
+			if [ $((run % 2)) = 0 ]; then mn_order=("$m" "${mn_order[@]}"); else mn_order+=("$m"); fi
+		done
+		log "run $run: ${mn_order[*]}"
+		for m in "${mn_order[@]}"; do
+			case $m in
+			iperf) mn_iperf "$run" ;;
+			x1m) mn_xfer "$run" 1M 2 ;;
+			x64k) mn_xfer "$run" 64K 2 ;;
+			x1m1) mn_xfer "$run" 1M 1 ;;
+			x64k1) mn_xfer "$run" 64K 1 ;;
+			fio1) mn_fio "$run" 1 ;;
+			fio2) mn_fio "$run" 2 ;;
+			pages) mn_pages64 "$run" ;;
+			esac
+		done
+	done
+	cp "$MN_DIR/n2/mnt/.kvfs/stats" "$MN_RAW/n2-stats.json"
+	cp "$MN_DIR/n2/log" "$MN_OUT/kvfs-n2.log"
+
+	python3 - "$MN_RESULTS" "$RUNS" "$(head -n 1 "$MN_RAW/merge-check.txt")" <<-'PY' |
+	import collections, statistics, sys
+	rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
+	vals, units, order = collections.defaultdict(list), {}, []
+	byrun = collections.defaultdict(dict)
+	for run, metric, value, unit in rows:
+	    if metric not in units:
+	        order.append(metric)
+	    units[metric] = unit
+	    vals[metric].append(float(value))
+	    byrun[run][metric] = float(value)
+	med = {m: statistics.median(v) for m, v in vals.items()}
+	base = med.get("iperf3 1 stream")
+	# the ratio within each run (same minute, same machine state), then its median
+	rr = collections.defaultdict(list)
+	for r in byrun.values():
+	    for m, v in r.items():
+	        if units[m] == "Gbit/s" and r.get("iperf3 1 stream"):
+	            rr[m].append(v / r["iperf3 1 stream"])
+	targets = {"engine READ 1M": 0.9, "engine READ 64K": 0.9, "mount seq read 4M, 1 job": 0.8,
+	           "mount seq read 4M, 2 jobs": 0.8}
+	print("kvfs multinode, node 1 -> node 2 over veth, median of %s run(s)" % sys.argv[2])
+	print("%-34s %-9s %8s %9s %9s %7s  %s" % ("metric", "unit", "median", "vs iperf3",
+	      "run ratio", "target", "runs"))
+	order.sort(key=lambda m: units[m] != "Gbit/s")
+	for m in order:
+	    ratio = "%.2f" % (med[m] / base) if base and units[m] == "Gbit/s" else "-"
+	    rrm = "%.2f" % statistics.median(rr[m]) if rr[m] else "-"
+	    tgt = (">= %.1f" % targets[m]) if m in targets else ("1" if units[m] == "transfers" else "-")
+	    print("%-34s %-9s %8.3g %9s %9s %7s  %s" % (m, units[m], med[m], ratio, rrm, tgt,
+	          " ".join("%.3g" % x for x in vals[m])))
+	print("vs iperf3: ratio of the medians; run ratio: median over runs of the ratio to that "
+	      "run's iperf3")
+	print("engine alone (kvfs-bench xfer --merge-check, 64 x 64K): %s" % sys.argv[3])
+	PY
+		tee "$MN_OUT/summary.txt"
+	log "raw results: $MN_RESULTS, summary: $MN_OUT/summary.txt"
+}
+
+if [ "$MODE" = multinode ]; then
+	bench_multinode
+	exit 0
+fi
+# ==========================================================================================
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=$BUILD/bench/$STAMP
