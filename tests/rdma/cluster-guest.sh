@@ -80,10 +80,10 @@ cmp -s "$W/src" "$W/mnt-A/kv/fromC" && log "ok: A read C's file" || bad "A read 
 if command -v fio >/dev/null; then
 	log "fio verify: write on A, verify on B over verbs"
 	fio --name=w --directory="$W/mnt-A/kv" --rw=write --bs=256k --size=4M --nrfiles=2 \
-		--verify=crc32c --do_verify=0 --fallocate=none --filename_format='f.$filenum' \
+		--verify=crc32c --do_verify=0 --verify_state_save=0 --fallocate=none --filename_format='f.$filenum' \
 		>"$W/fio-w.log" 2>&1 || bad "fio write on A"
 	fio --name=w --directory="$W/mnt-B/kv" --rw=read --bs=256k --size=4M --nrfiles=2 \
-		--verify=crc32c --verify_only --filename_format='f.$filenum' \
+		--verify=crc32c --verify_only --verify_state_save=0 --filename_format='f.$filenum' \
 		>"$W/fio-v.log" 2>&1 && log "ok: fio verify on B" || bad "fio verify on B: $(grep -m2 -i 'verify\|err' "$W/fio-v.log")"
 fi
 
