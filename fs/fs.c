@@ -1516,6 +1516,28 @@ static int zero_page_range(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, 
 }
 
 /*
+ * The node a new run of pages should live on: this node (--placement local, the default: a
+ * writer's pages are local, and the service spills to peers only when this arena is full), or
+ * with --placement spread the next of this node and its alive peers in turn, so one writer's
+ * pages fill the cluster evenly. Either way the service falls back to any node with room.
+ */
+static uint32_t place_node(struct kvfs_fs *fs)
+{
+	uint32_t node = fs->node;
+
+	if (fs->placement_spread) {
+		pthread_mutex_lock(&fs->peers_lock);
+		if (fs->npeers) {
+			size_t k = fs->place_next++ % (fs->npeers + 1);
+
+			node = k == fs->npeers ? fs->node : fs->peers[k];
+		}
+		pthread_mutex_unlock(&fs->peers_lock);
+	}
+	return node;
+}
+
+/*
  * Make sure pages [first, last] of the open file exist, allocating the missing ones in runs
  * and zero-filling the parts of new pages outside [fill_from, fill_to) (byte offsets in the
  * file). Caller holds in->st->lock for writing.
@@ -1544,7 +1566,8 @@ static int ensure_pages(struct kvfs_fs *fs, struct fs_inode *in, uint64_t first,
 			if (!refs)
 				return -ENOMEM;
 		}
-		r = fs->meta->ops->alloc(fs->meta, in->ino, idx, (uint32_t)run, fs->node, refs);
+		r = fs->meta->ops->alloc(fs->meta, in->ino, idx, (uint32_t)run, place_node(fs),
+					 refs);
 		if (r < 0)
 			break;
 		for (uint64_t k = 0; k < run; k++) {

@@ -210,6 +210,8 @@ struct kvfs_fs {
 	pthread_mutex_t peers_lock;
 	uint32_t peers[KVFS_FS_MAX_PEERS]; /* guarded by peers_lock */
 	size_t npeers;			   /* guarded by peers_lock */
+	size_t place_next;		   /* guarded by peers_lock: --placement spread cursor */
+	bool placement_spread;		   /* --placement spread */
 
 	char *mountpoint;
 	_Atomic bool inited; /* FUSE INIT done */

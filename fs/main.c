@@ -63,6 +63,7 @@ struct options {
 	const char *node_addr;	/* --node-addr: our data address, advertised to peers */
 	const char *rdma_addr;	/* --rdma-addr: an RDMA device address for the verbs backend */
 	bool force_tcp;		/* --transport tcp */
+	bool spread;		/* --placement spread */
 };
 
 static void usage(FILE *f)
@@ -93,6 +94,8 @@ static void usage(FILE *f)
 		"      --rdma-addr IP:P    serve and reach peers with RDMA verbs on this device\n"
 		"                          address (peers that advertise one use verbs, others TCP)\n"
 		"      --transport T       auto (default: verbs where both sides have it) or tcp\n"
+		"      --placement P       where new pages go: local (default; peers when full)\n"
+		"                          or spread (this node and its peers in turn)\n"
 		"  -o OPTS                 extra FUSE mount options (e.g. allow_other)\n"
 		"  -h, --help              this help\n"
 		"  -V, --version           print the version\n"
@@ -183,7 +186,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		OPT_TOKEN,
 		OPT_NODE_ADDR,
 		OPT_RDMA_ADDR,
-		OPT_TRANSPORT
+		OPT_TRANSPORT,
+		OPT_PLACEMENT
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -204,6 +208,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"node-addr", required_argument, NULL, OPT_NODE_ADDR},
 		{"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
 		{"transport", required_argument, NULL, OPT_TRANSPORT},
+		{"placement", required_argument, NULL, OPT_PLACEMENT},
 		{NULL, 0, NULL, 0},
 	};
 	struct pool_opt **tail = &o->pools;
@@ -289,6 +294,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_RDMA_ADDR:
 			o->rdma_addr = optarg;
+			break;
+		case OPT_PLACEMENT:
+			if (!strcmp(optarg, "spread")) {
+				o->spread = true;
+			} else if (strcmp(optarg, "local")) {
+				fprintf(stderr, "kvfs: --placement: want local or spread\n");
+				return -EINVAL;
+			}
 			break;
 		case OPT_TRANSPORT:
 			if (!strcmp(optarg, "tcp")) {
@@ -824,6 +837,7 @@ int main(int argc, char **argv)
 		fs.attr_timeout = 1.0;
 	}
 	fs.cache_mode = o.cache;
+	fs.placement_spread = o.spread;
 	fs.zero = mmap(NULL, KVFS_PAGE_MAX, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fs.zero == MAP_FAILED) {
 		r = -errno;
