@@ -175,6 +175,27 @@ static json_t *stats_json(struct kvfs_fs *fs)
 					      (json_int_t)c.bytes, "errors", (json_int_t)c.errors));
 	}
 	json_object_set_new(root, "xfer", xf);
+	{
+		/* the same per peer (cluster mode): ops, transfers after merging, bytes, errors */
+		json_t *xp = json_object();
+
+		pthread_mutex_lock(&fs->peers_lock);
+		for (size_t i = 0; i < fs->npeers; i++) {
+			struct kvfs_xfer_counters c;
+			char key[16];
+
+			if (kvfs_xfer_get_peer_counters(fs->xfer, fs->peers[i], &c) < 0)
+				continue;
+			snprintf(key, sizeof(key), "%u", fs->peers[i]);
+			json_object_set_new(
+				xp, key,
+				json_pack("{s:I, s:I, s:I, s:I}", "ops", (json_int_t)c.ops,
+					  "transfers", (json_int_t)c.transfers, "bytes",
+					  (json_int_t)c.bytes, "errors", (json_int_t)c.errors));
+		}
+		pthread_mutex_unlock(&fs->peers_lock);
+		json_object_set_new(root, "xfer_peers", xp);
+	}
 	return root;
 }
 

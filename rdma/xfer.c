@@ -55,12 +55,15 @@ struct backend {
 	struct backend_counters cnt;
 };
 
-/* One remote node in the peer table. */
+/* One remote node in the peer table. Entries are never removed (a dead peer is marked down),
+ * so cnt, allocated with the entry, stays valid until the engine is destroyed: requests keep
+ * a pointer to it. */
 struct peer {
 	uint32_t node;
-	uint32_t incarnation; /* current incarnation, 0 = unknown (any) */
-	uint8_t backend;      /* enum kvfs_xfer_backend_id carrying its ops */
-	bool down;	      /* declared dead: ops fail with -ESTALE */
+	uint32_t incarnation;	      /* current incarnation, 0 = unknown (any) */
+	uint8_t backend;	      /* enum kvfs_xfer_backend_id carrying its ops */
+	bool down;		      /* declared dead: ops fail with -ESTALE */
+	struct backend_counters *cnt; /* this peer's counters, whatever backend carried them */
 };
 
 struct kvfs_xfer_engine {
@@ -120,17 +123,25 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void cnt_add(struct backend_counters *c, uint64_t ops, uint64_t transfers, uint64_t bytes,
+		    uint64_t errors)
+{
+	if (!c)
+		return;
+	if (ops)
+		atomic_fetch_add_explicit(&c->ops, ops, memory_order_relaxed);
+	if (transfers)
+		atomic_fetch_add_explicit(&c->transfers, transfers, memory_order_relaxed);
+	if (bytes)
+		atomic_fetch_add_explicit(&c->bytes, bytes, memory_order_relaxed);
+	if (errors)
+		atomic_fetch_add_explicit(&c->errors, errors, memory_order_relaxed);
+}
+
 static void counters_add(struct backend *be, uint64_t ops, uint64_t transfers, uint64_t bytes,
 			 uint64_t errors)
 {
-	if (ops)
-		atomic_fetch_add_explicit(&be->cnt.ops, ops, memory_order_relaxed);
-	if (transfers)
-		atomic_fetch_add_explicit(&be->cnt.transfers, transfers, memory_order_relaxed);
-	if (bytes)
-		atomic_fetch_add_explicit(&be->cnt.bytes, bytes, memory_order_relaxed);
-	if (errors)
-		atomic_fetch_add_explicit(&be->cnt.errors, errors, memory_order_relaxed);
+	cnt_add(&be->cnt, ops, transfers, bytes, errors);
 }
 
 /* See xfer.h. */
@@ -219,6 +230,8 @@ void kvfs_xfer_engine_destroy(struct kvfs_xfer_engine *eng)
 	for (int id = 0; id < KVFS_XFER_NBACKENDS; id++)
 		if (eng->be[id].ops && eng->be[id].ops->fini)
 			eng->be[id].ops->fini(eng->be[id].priv);
+	for (size_t i = 0; i < eng->npeers; i++)
+		free(eng->peers[i].cnt);
 	free(eng->peers);
 	pthread_rwlock_destroy(&eng->peers_lock);
 	pthread_mutex_destroy(&eng->lock);
@@ -269,10 +282,13 @@ static bool seg_complete_locked(struct kvfs_xfer_batch *b, struct kvfs_xfer_req 
 	seg->done = true;
 	for (uint32_t i = 0; i < seg->nops; i++)
 		b->ops[b->order[seg->first + i]].result = result;
-	if (result == 0)
+	if (result == 0) {
 		counters_add(be, 0, 0, seg->len, 0);
-	else
+		cnt_add(req->peer_cnt, 0, 0, seg->len, 0);
+	} else {
 		counters_add(be, 0, 0, 0, seg->nops);
+		cnt_add(req->peer_cnt, 0, 0, 0, seg->nops);
+	}
 	req->pending--;
 	if (--b->pending)
 		return false;
@@ -406,6 +422,7 @@ int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t inc
 		       const char *addr, enum kvfs_xfer_backend_id backend)
 {
 	const struct kvfs_xfer_backend_ops *ops;
+	struct backend_counters *cnt;
 	int old_backend = -1;
 	size_t i;
 	int r;
@@ -424,12 +441,20 @@ int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t inc
 	pthread_rwlock_wrlock(&eng->peers_lock);
 	i = peer_index(eng, node);
 	if (i == eng->npeers || eng->peers[i].node != node) {
+		cnt = calloc(1, sizeof(*cnt));
+		if (!cnt) {
+			pthread_rwlock_unlock(&eng->peers_lock);
+			if (ops->peer_down)
+				ops->peer_down(eng->be[backend].priv, node);
+			return -ENOMEM;
+		}
 		if (eng->npeers == eng->peers_cap) {
 			size_t cap = eng->peers_cap ? 2 * eng->peers_cap : 16;
 			struct peer *np = realloc(eng->peers, cap * sizeof(*np));
 
 			if (!np) {
 				pthread_rwlock_unlock(&eng->peers_lock);
+				free(cnt);
 				if (ops->peer_down)
 					ops->peer_down(eng->be[backend].priv, node);
 				return -ENOMEM;
@@ -440,11 +465,13 @@ int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t inc
 		memmove(&eng->peers[i + 1], &eng->peers[i],
 			(eng->npeers - i) * sizeof(*eng->peers));
 		eng->npeers++;
-	} else if (eng->peers[i].backend != backend) {
-		old_backend = eng->peers[i].backend;
+	} else {
+		cnt = eng->peers[i].cnt;
+		if (eng->peers[i].backend != backend)
+			old_backend = eng->peers[i].backend;
 	}
 	eng->peers[i] = (struct peer){
-		.node = node, .incarnation = incarnation, .backend = (uint8_t)backend};
+		.node = node, .incarnation = incarnation, .backend = (uint8_t)backend, .cnt = cnt};
 	pthread_rwlock_unlock(&eng->peers_lock);
 
 	/* Moved to another backend: the old one fails what it still carries. */
@@ -584,6 +611,35 @@ static bool same_peer(const struct kvfs_xfer_batch *b, uint32_t ia, uint32_t ib)
 	       b->ops[ia].incarnation == b->ops[ib].incarnation;
 }
 
+/* The counters of peer @node, or NULL (this node, or not in the table). */
+static struct backend_counters *peer_counters(struct kvfs_xfer_engine *eng, uint32_t node)
+{
+	struct backend_counters *c = NULL;
+	size_t i;
+
+	pthread_rwlock_rdlock(&eng->peers_lock);
+	i = peer_index(eng, node);
+	if (i < eng->npeers && eng->peers[i].node == node)
+		c = eng->peers[i].cnt;
+	pthread_rwlock_unlock(&eng->peers_lock);
+	return c;
+}
+
+int kvfs_xfer_get_peer_counters(struct kvfs_xfer_engine *eng, uint32_t node,
+				struct kvfs_xfer_counters *ret)
+{
+	struct backend_counters *c = peer_counters(eng, node);
+
+	if (!c)
+		return -ENOENT;
+	memset(ret, 0, sizeof(*ret));
+	ret->ops = atomic_load_explicit(&c->ops, memory_order_relaxed);
+	ret->transfers = atomic_load_explicit(&c->transfers, memory_order_relaxed);
+	ret->bytes = atomic_load_explicit(&c->bytes, memory_order_relaxed);
+	ret->errors = atomic_load_explicit(&c->errors, memory_order_relaxed);
+	return 0;
+}
+
 /* Group the routed ops into requests and merge each request's ops into segments. */
 static void batch_build(struct kvfs_xfer_batch *b, uint32_t nrouted)
 {
@@ -604,9 +660,11 @@ static void batch_build(struct kvfs_xfer_batch *b, uint32_t nrouted)
 						      .backend = b->route[oi],
 						      .node = op->node,
 						      .incarnation = op->incarnation,
-						      .segs = &b->segs[nsegs]};
+						      .segs = &b->segs[nsegs],
+						      .peer_cnt = peer_counters(eng, op->node)};
 			seg = NULL;
 		}
+		cnt_add(req->peer_cnt, 1, 0, 0, 0);
 		max = eng->be[req->backend].ops->max_transfer;
 		if (seg && !(eng->cfg.flags & KVFS_XFER_F_PER_OP) && seg->dir == op->dir &&
 		    seg->remote_off + seg->len == op->remote_off &&
@@ -641,6 +699,7 @@ static void batch_post(struct kvfs_xfer_batch *b)
 		int r;
 
 		counters_add(be, 0, nsegs, 0, 0);
+		cnt_add(req->peer_cnt, 0, nsegs, 0, 0);
 		r = be->ops->post ? be->ops->post(be->priv, req) : -EOPNOTSUPP;
 		if (r < 0)
 			for (uint32_t s = 0; s < nsegs; s++)

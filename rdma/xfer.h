@@ -139,6 +139,11 @@ void kvfs_xfer_get_counters(struct kvfs_xfer_engine *eng, enum kvfs_xfer_backend
 
 const char *kvfs_xfer_backend_name(enum kvfs_xfer_backend_id id);
 
+/* Copy the counters of peer @node (whatever backend carried its operations; ops, transfers
+ * after merging, bytes, errors). Returns 0, or -ENOENT for a node not in the peer table. */
+int kvfs_xfer_get_peer_counters(struct kvfs_xfer_engine *eng, uint32_t node,
+				struct kvfs_xfer_counters *ret);
+
 /*
  * Add or update peer @node (not this node) in the peer table: its current @incarnation
  * (0 = unknown: the peer's answer decides), its data address @addr ("host:port", "[v6]:port")

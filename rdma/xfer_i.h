@@ -52,6 +52,8 @@ struct kvfs_xfer_seg {
 };
 
 /* Everything one batch sends to one peer, posted as one call. */
+struct backend_counters;
+
 struct kvfs_xfer_req {
 	struct kvfs_xfer_batch *batch;
 	enum kvfs_xfer_backend_id backend;
@@ -59,8 +61,9 @@ struct kvfs_xfer_req {
 	uint32_t incarnation; /* the incarnation the ops named (0 = any) */
 	struct kvfs_xfer_seg *segs;
 	uint32_t nsegs;
-	uint32_t pending;  /* segments not yet done; guarded by batch->lock */
-	void *backend_ctx; /* free for the backend while posted */
+	uint32_t pending;		   /* segments not yet done; guarded by batch->lock */
+	void *backend_ctx;		   /* free for the backend while posted */
+	struct backend_counters *peer_cnt; /* engine-private: the peer's counters, or NULL */
 };
 
 /*

@@ -639,6 +639,17 @@ static int cmd_stats(const struct args *a)
 			       fmt_size(jnum(v, "bytes"), b1, sizeof(b1)), jnum(v, "errors"));
 		}
 	}
+	xfer = json_object_get(st, "xfer_peers");
+	if (json_is_object(xfer) && json_object_size(xfer)) {
+		printf("\n%-8s %12s %12s %12s %12s\n", "PEER", "OPS", "TRANSFERS", "BYTES",
+		       "ERRORS");
+		json_object_foreach(xfer, key, v)
+		{
+			printf("node %-3s %12" PRIu64 " %12" PRIu64 " %12s %12" PRIu64 "\n", key,
+			       jnum(v, "ops"), jnum(v, "transfers"),
+			       fmt_size(jnum(v, "bytes"), b1, sizeof(b1)), jnum(v, "errors"));
+		}
+	}
 	json_decref(reply);
 	return EXIT_OK;
 }
