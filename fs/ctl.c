@@ -113,6 +113,7 @@ static const struct {
 	COUNTER(cache_pushes),
 	COUNTER(cache_push_bytes),
 	COUNTER(readaheads),
+	COUNTER(remote_hits),
 };
 
 static json_t *stats_json(struct kvfs_fs *fs)
@@ -175,6 +176,16 @@ static json_t *stats_json(struct kvfs_fs *fs)
 					      (json_int_t)c.bytes, "errors", (json_int_t)c.errors));
 	}
 	json_object_set_new(root, "xfer", xf);
+	if (fs->hitcache) {
+		uint64_t bytes, hits, misses, inserts, evictions;
+
+		fs_hitcache_stats(fs->hitcache, &bytes, &hits, &misses, &inserts, &evictions);
+		json_object_set_new(root, "remote_cache",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I}", "bytes",
+					      (json_int_t)bytes, "hits", (json_int_t)hits, "misses",
+					      (json_int_t)misses, "inserts", (json_int_t)inserts,
+					      "evictions", (json_int_t)evictions));
+	}
 	{
 		/* the same per peer (cluster mode): ops, transfers after merging, bytes, errors */
 		json_t *xp = json_object();

@@ -465,8 +465,14 @@ static struct fs_open *open_create(struct kvfs_fs *fs, const struct kvfs_layout 
 	o->lost = l->attr.flags & KVFS_ATTR_LOST;
 	o->mtime_ns = l->attr.mtime_ns;
 	o->max_file_size = UINT64_MAX;
-	if (fs->meta->ops->pool_get(fs->meta, o->pool, &pa) == 0 && pa.max_file_size)
-		o->max_file_size = pa.max_file_size;
+	o->version = l->attr.version;
+	if (fs->meta->ops->pool_get(fs->meta, o->pool, &pa) == 0) {
+		if (pa.max_file_size)
+			o->max_file_size = pa.max_file_size;
+		for (size_t i = 0; fs->hitcache && i < fs->nhit_pools; i++)
+			if (!strcmp(fs->hit_pools[i], pa.name))
+				o->cache_hits = true;
+	}
 	return o;
 }
 
@@ -607,6 +613,8 @@ static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t siz
 		return r;
 	in->st->content_gen++;
 	CTR(fs, truncates);
+	if (o && atomic_load(&o->has_hits))
+		fs_hitcache_drop_ino(fs->hitcache, in->ino);
 	if (!o)
 		return 0;
 	fs_pagemap_drop_from(&o->pages, div_up(size, o->page_size), NULL, NULL);
@@ -1166,8 +1174,11 @@ static void serve_buffer(fuse_req_t req, struct fs_handle *h, size_t size, off_t
 #define READ_IOV_INLINE 32
 
 struct read_plan {
+	uint64_t *op_index; /* page index of each op (for the remote-hit cache) */
 	struct iovec *iov;
 	size_t niov;
+	struct fs_hit **hits; /* remote-hit cache entries the reply points into */
+	size_t nhits;
 	uint64_t *pins; /* arena offsets of pinned local pages */
 	size_t npins;
 	char *bounce; /* remote pages */
@@ -1283,9 +1294,14 @@ err_free:
  * Caller holds in->st->lock. Returns the number of pages to fetch into ret_idx/ret_refs (arrays of
  * at least FS_RA_BYTES / P + 1 entries), 0 when no fetch is needed.
  */
-static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, const struct fs_ra *cur, uint64_t off,
-		      uint64_t end, uint64_t *ret_start, uint32_t *ret_npages, uint64_t *ret_idx,
-		      struct kvfs_page_ref *ret_refs)
+static bool hit_cached(struct kvfs_fs *fs, struct fs_open *o, uint64_t ino, uint64_t idx)
+{
+	return o->cache_hits && fs_hitcache_has(fs->hitcache, ino, o->version, idx);
+}
+
+static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, uint64_t ino, const struct fs_ra *cur,
+		      uint64_t off, uint64_t end, uint64_t *ret_start, uint32_t *ret_npages,
+		      uint64_t *ret_idx, struct kvfs_page_ref *ret_refs)
 {
 	uint64_t P = o->page_size, start = UINT64_MAX, last_page, w;
 	size_t n = 0;
@@ -1295,7 +1311,8 @@ static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, const struct fs_ra 
 	for (uint64_t i = off / P; i <= (end - 1) / P; i++) {
 		struct fs_page *pg = fs_pagemap_find(&o->pages, i);
 
-		if (pg && !is_local(fs, &pg->ref) && !ra_has(cur, i)) {
+		if (pg && !is_local(fs, &pg->ref) && !ra_has(cur, i) &&
+		    !hit_cached(fs, o, ino, i)) {
 			start = i;
 			break;
 		}
@@ -1309,7 +1326,7 @@ static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, const struct fs_ra 
 	for (uint64_t i = start; i < start + w; i++) {
 		struct fs_page *pg = fs_pagemap_find(&o->pages, i);
 
-		if (pg && !is_local(fs, &pg->ref)) {
+		if (pg && !is_local(fs, &pg->ref) && !hit_cached(fs, o, ino, i)) {
 			ret_idx[n] = i;
 			ret_refs[n] = pg->ref;
 			n++;
@@ -1318,6 +1335,52 @@ static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, const struct fs_ra 
 	*ret_start = start;
 	*ret_npages = (uint32_t)w;
 	return n;
+}
+
+/* Point the reply at a cached copy of remote page @idx if there is one covering the range. */
+static bool hit_serve(struct kvfs_fs *fs, struct read_plan *p, uint64_t ino, uint64_t version,
+		      uint64_t idx, uint64_t in_page, uint64_t n)
+{
+	struct fs_hit *ref;
+	uint32_t len;
+	const char *d = fs_hitcache_get(fs->hitcache, ino, version, idx, &len, &ref);
+
+	if (!d)
+		return false;
+	if (in_page + n > len) {
+		fs_hitcache_release(ref);
+		return false;
+	}
+	p->hits[p->nhits++] = ref;
+	plan_add_iov(p, (void *)(d + in_page), n);
+	return true;
+}
+
+/* After a reply: keep copies of whole remote pages this read fetched (window or bounce). */
+static void hit_keep(struct kvfs_fs *fs, const struct read_plan *p, const struct fs_ra *ra,
+		     uint64_t ino, uint64_t version, uint64_t P, uint64_t fsize)
+{
+	if (ra) {
+		for (uint32_t i = 0; i < ra->npages; i++) {
+			uint64_t idx = ra->first + i, start = idx * P;
+
+			if (ra->valid[i] && start < fsize)
+				fs_hitcache_put(fs->hitcache, ino, version, idx, ra->data + i * P,
+						(uint32_t)(fsize - start < P ? fsize - start : P));
+		}
+	}
+	for (size_t i = 0; i < p->nops; i++) {
+		const struct kvfs_xfer_op *op = &p->ops[i];
+		uint64_t in_page = op->remote_off % P, idx, full;
+
+		/* only whole pages: the op read from the page's start to its end (or EOF) */
+		if (op->result || in_page || !p->op_index)
+			continue;
+		idx = p->op_index[i];
+		full = fsize - idx * P < P ? fsize - idx * P : P;
+		if (op->len == full)
+			fs_hitcache_put(fs->hitcache, ino, version, idx, op->buf, op->len);
+	}
 }
 
 static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1329,8 +1392,9 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_ra *ra = NULL;
 	struct fs_inode *in;
 	struct fs_open *o;
-	uint64_t end, pos, P, nslots, remote_bytes = 0, gen;
+	uint64_t end, pos, P, nslots, remote_bytes = 0, gen, fsize, version = 0;
 	int r = 0, ra_err = 0;
+	bool fresh_ra = false, keep_hits = false;
 
 	(void)ino;
 	if (h->kind == FS_H_STATS || h->kind == FS_H_CTL) {
@@ -1364,19 +1428,22 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		uint32_t npages = 0;
 
 		ra = ra_get(o, gen);
-		n = idx && refs ? ra_plan(fs, o, ra, (uint64_t)off, end, &start, &npages, idx, refs)
+		n = idx && refs ? ra_plan(fs, o, in->ino, ra, (uint64_t)off, end, &start, &npages,
+					  idx, refs)
 				: 0;
 		if (n) {
-			uint64_t fsize = o->size;
+			uint64_t size_now = o->size;
 
 			pthread_rwlock_unlock(&in->st->lock);
 			ra_put(ra);
-			ra = ra_fetch(fs, o, start, npages, (uint32_t)P, fsize, gen, idx, refs, n,
-				      &ra_err);
+			ra = ra_fetch(fs, o, start, npages, (uint32_t)P, size_now, gen, idx, refs,
+				      n, &ra_err);
+			fresh_ra = ra != NULL;
 			pthread_rwlock_rdlock(&in->st->lock);
 			if (ra && ra->gen != in->st->content_gen) {
 				ra_put(ra); /* written meanwhile: read what is there now */
 				ra = NULL;
+				fresh_ra = false;
 			}
 		}
 		free(idx);
@@ -1386,10 +1453,14 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	nslots = (end - 1) / P - (uint64_t)off / P + 1;
 	p.iov = malloc(nslots * sizeof(*p.iov));
 	p.pins = malloc(nslots * sizeof(*p.pins));
-	if (!p.iov || !p.pins) {
+	p.hits = malloc(nslots * sizeof(*p.hits));
+	if (!p.iov || !p.pins || !p.hits) {
 		r = -ENOMEM;
 		goto err_unlock;
 	}
+	keep_hits = o->cache_hits;
+	version = o->version;
+	fsize = o->size;
 	/* first pass: how much comes from other nodes and is not in the window */
 	for (pos = (uint64_t)off; pos < end;) {
 		uint64_t idx = pos / P, in_page = pos % P, n = P - in_page;
@@ -1410,7 +1481,8 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (remote_bytes) {
 		p.bounce = malloc(remote_bytes);
 		p.ops = calloc(nslots, sizeof(*p.ops));
-		if (!p.bounce || !p.ops) {
+		p.op_index = malloc(nslots * sizeof(*p.op_index));
+		if (!p.bounce || !p.ops || !p.op_index) {
 			r = -ENOMEM;
 			goto err_unlock;
 		}
@@ -1435,6 +1507,8 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			plan_add_iov(&p, kvfs_arena_ptr(fs->arena, pg->ref.off + in_page), n);
 		} else if (ra_has(ra, idx)) {
 			plan_add_iov(&p, ra->data + (idx - ra->first) * P + in_page, n);
+		} else if (keep_hits && hit_serve(fs, &p, in->ino, version, idx, in_page, n)) {
+			CTR(fs, remote_hits);
 		} else {
 			struct kvfs_xfer_op *op = &p.ops[p.nops++];
 
@@ -1444,6 +1518,7 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			op->remote_off = pg->ref.off + in_page;
 			op->buf = p.bounce + remote_bytes;
 			op->len = (uint32_t)n;
+			p.op_index[p.nops - 1] = idx;
 			plan_add_iov(&p, p.bounce + remote_bytes, n);
 			remote_bytes += n;
 		}
@@ -1458,15 +1533,24 @@ static void kvfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	/* before the reply: once it is out the reader may close, and RELEASE may free o */
 	atomic_store(&o->next_off, end);
+	if (keep_hits && (fresh_ra || p.nops))
+		atomic_store(&o->has_hits, true);
 	fuse_reply_iov(req, p.iov, (int)p.niov);
 	CTR_ADD(fs, read_bytes, end - (uint64_t)off);
 	for (size_t i = 0; i < p.npins; i++)
 		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
+	/* keep copies of what came from other nodes (o may be gone: captured values only) */
+	if (keep_hits)
+		hit_keep(fs, &p, fresh_ra ? ra : NULL, h->inode->ino, version, P, fsize);
+	for (size_t i = 0; i < p.nhits; i++)
+		fs_hitcache_release(p.hits[i]);
+	free(p.hits);
 	ra_put(ra);
 	free(p.iov);
 	free(p.pins);
 	free(p.bounce);
 	free(p.ops);
+	free(p.op_index);
 	return;
 
 err_unlock:
@@ -1474,11 +1558,15 @@ err_unlock:
 err_unpin:
 	for (size_t i = 0; i < p.npins; i++)
 		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
+	for (size_t i = 0; i < p.nhits; i++)
+		fs_hitcache_release(p.hits[i]);
+	free(p.hits);
 	ra_put(ra);
 	free(p.iov);
 	free(p.pins);
 	free(p.bounce);
 	free(p.ops);
+	free(p.op_index);
 	CTR(fs, read_errors);
 	fuse_reply_err(req, -r);
 }
@@ -1669,6 +1757,8 @@ static void kvfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t s
 	o->dirty = true;
 	o->mtime_ns = now_ns();
 	in->st->content_gen++;
+	if (atomic_load(&o->has_hits)) /* copies of pages we may just have written over */
+		fs_hitcache_drop_ino(fs->hitcache, in->ino);
 	pthread_rwlock_unlock(&in->st->lock);
 	CTR_ADD(fs, write_bytes, size);
 	fuse_reply_write(req, size);

@@ -88,6 +88,9 @@ struct fs_open {
 	_Atomic uint64_t next_off; /* where the last read ended: sequential detection */
 	uint64_t size;		   /* current size, including uncommitted writes */
 	uint64_t committed_size;
+	uint64_t version;      /* metadata version at the first open: keys the remote-hit cache */
+	bool cache_hits;       /* the pool asked for remote hits to be kept (--cache-remote) */
+	_Atomic bool has_hits; /* some of its pages are in the remote-hit cache */
 	uint32_t page_size;
 	uint32_t pool;
 	uint64_t max_file_size;
@@ -161,7 +164,7 @@ struct fs_counters {
 	_Atomic uint64_t lookups, getattrs, opens, releases, reads, read_bytes, writes, write_bytes,
 		commits, creates, unlinks, renames, mkdirs, rmdirs, readdirs, truncates, fsyncs,
 		evict_notices, read_holes, read_errors, write_errors, cache_pushes,
-		cache_push_bytes, readaheads;
+		cache_push_bytes, readaheads, remote_hits;
 };
 
 struct kvfs_fs {
@@ -199,6 +202,10 @@ struct kvfs_fs {
 
 	char *token; /* cluster token (--token-file), or NULL */
 
+	struct fs_hitcache *hitcache; /* --cache-remote: NULL when off */
+	char **hit_pools;	      /* names of the pools that keep remote hits */
+	size_t nhit_pools;
+
 	pthread_mutex_t handles_lock;
 	struct fs_handle *handles; /* guarded by handles_lock: every live handle */
 
@@ -217,6 +224,23 @@ struct kvfs_fs {
 	_Atomic bool inited; /* FUSE INIT done */
 	struct fs_counters ctr;
 };
+
+/* hitcache.c: copies of remote pages, keyed by (inode, metadata version, page index) */
+struct fs_hit;
+struct fs_hitcache;
+int fs_hitcache_create(uint64_t max_bytes, struct fs_hitcache **ret);
+void fs_hitcache_destroy(struct fs_hitcache *hc);
+/* A cached page with a reference (release it after use), or NULL. */
+const void *fs_hitcache_get(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uint64_t index,
+			    uint32_t *ret_len, struct fs_hit **ret_ref);
+void fs_hitcache_release(struct fs_hit *ref);
+/* Copy @len bytes of page @index in; evicts least recently used pages to make room. */
+void fs_hitcache_put(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uint64_t index,
+		     const void *data, uint32_t len);
+void fs_hitcache_drop_ino(struct fs_hitcache *hc, uint64_t ino);
+bool fs_hitcache_has(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uint64_t index);
+void fs_hitcache_stats(struct fs_hitcache *hc, uint64_t *ret_bytes, uint64_t *ret_hits,
+		       uint64_t *ret_misses, uint64_t *ret_inserts, uint64_t *ret_evictions);
 
 /* fs.c */
 extern const struct fuse_lowlevel_ops kvfs_fs_ops;

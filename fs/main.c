@@ -58,12 +58,14 @@ struct options {
 	unsigned threads;
 	enum fs_cache_mode cache;
 	bool timeout_set;
-	const char *meta_url;	/* --meta: join a cluster through kvfs-meta */
-	const char *token_file; /* --token-file */
-	const char *node_addr;	/* --node-addr: our data address, advertised to peers */
-	const char *rdma_addr;	/* --rdma-addr: an RDMA device address for the verbs backend */
-	bool force_tcp;		/* --transport tcp */
-	bool spread;		/* --placement spread */
+	const char *meta_url;	  /* --meta: join a cluster through kvfs-meta */
+	const char *token_file;	  /* --token-file */
+	const char *node_addr;	  /* --node-addr: our data address, advertised to peers */
+	const char *rdma_addr;	  /* --rdma-addr: an RDMA device address for the verbs backend */
+	bool force_tcp;		  /* --transport tcp */
+	bool spread;		  /* --placement spread */
+	const char *cache_remote; /* --cache-remote POOL[,POOL...] */
+	uint64_t cache_remote_size;
 };
 
 static void usage(FILE *f)
@@ -94,6 +96,9 @@ static void usage(FILE *f)
 		"      --rdma-addr IP:P    serve and reach peers with RDMA verbs on this device\n"
 		"                          address (peers that advertise one use verbs, others TCP)\n"
 		"      --transport T       auto (default: verbs where both sides have it) or tcp\n"
+		"      --cache-remote POOLS keep copies of remote pages read from these pools\n"
+		"                          (comma-separated names) in this node's DRAM\n"
+		"      --cache-remote-size SIZE  bound of those copies (default 1G)\n"
 		"      --placement P       where new pages go: local (default; peers when full)\n"
 		"                          or spread (this node and its peers in turn)\n"
 		"  -o OPTS                 extra FUSE mount options (e.g. allow_other)\n"
@@ -187,7 +192,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		OPT_NODE_ADDR,
 		OPT_RDMA_ADDR,
 		OPT_TRANSPORT,
-		OPT_PLACEMENT
+		OPT_PLACEMENT,
+		OPT_CACHE_REMOTE,
+		OPT_CACHE_REMOTE_SIZE
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -209,6 +216,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
 		{"transport", required_argument, NULL, OPT_TRANSPORT},
 		{"placement", required_argument, NULL, OPT_PLACEMENT},
+		{"cache-remote", required_argument, NULL, OPT_CACHE_REMOTE},
+		{"cache-remote-size", required_argument, NULL, OPT_CACHE_REMOTE_SIZE},
 		{NULL, 0, NULL, 0},
 	};
 	struct pool_opt **tail = &o->pools;
@@ -294,6 +303,16 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_RDMA_ADDR:
 			o->rdma_addr = optarg;
+			break;
+		case OPT_CACHE_REMOTE:
+			o->cache_remote = optarg;
+			break;
+		case OPT_CACHE_REMOTE_SIZE:
+			if (kvfs_parse_size(optarg, &o->cache_remote_size) < 0) {
+				fprintf(stderr, "kvfs: --cache-remote-size: not a size: %s\n",
+					optarg);
+				return -EINVAL;
+			}
 			break;
 		case OPT_PLACEMENT:
 			if (!strcmp(optarg, "spread")) {
@@ -838,6 +857,32 @@ int main(int argc, char **argv)
 	}
 	fs.cache_mode = o.cache;
 	fs.placement_spread = o.spread;
+	if (o.cache_remote) {
+		char *list = strdup(o.cache_remote), *save = NULL, *tok;
+
+		r = list ? fs_hitcache_create(o.cache_remote_size ? o.cache_remote_size
+								  : 1ull << 30,
+					      &fs.hitcache)
+			 : -ENOMEM;
+		for (tok = list && r == 0 ? strtok_r(list, ",", &save) : NULL; tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			char **n = realloc(fs.hit_pools, (fs.nhit_pools + 1) * sizeof(*n));
+
+			if (!n || !(n[fs.nhit_pools] = strdup(tok))) {
+				if (n)
+					fs.hit_pools = n;
+				r = -ENOMEM;
+				break;
+			}
+			fs.hit_pools = n;
+			fs.nhit_pools++;
+		}
+		free(list);
+		if (r < 0) {
+			fprintf(stderr, "kvfs: --cache-remote: %s\n", strerror(-r));
+			goto err_fini;
+		}
+	}
 	fs.zero = mmap(NULL, KVFS_PAGE_MAX, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fs.zero == MAP_FAILED) {
 		r = -errno;
@@ -993,6 +1038,10 @@ err_unmap_zero:
 		munmap((void *)fs.zero, KVFS_PAGE_MAX);
 err_fini:
 	kvfs_fs_fini(&fs);
+	fs_hitcache_destroy(fs.hitcache);
+	for (size_t i = 0; i < fs.nhit_pools; i++)
+		free(fs.hit_pools[i]);
+	free(fs.hit_pools);
 	report_ready(ready_fd, r < 0 ? r : -EIO);
 err_free:
 	fuse_opt_free_args(&args);
