@@ -86,7 +86,7 @@ done
 
 step "fuzz: request decoding (libFuzzer, ${KVFS_FUZZ_SECONDS:-60} s)"
 mkdir -p build/fuzz
-tests/fuzz/run.sh "${KVFS_FUZZ_SECONDS:-60}" build/fuzz >build/fuzz/run.log 2>&1
+tests/fuzz/run.sh "${KVFS_FUZZ_SECONDS:-60}" "$top/build/fuzz" >build/fuzz/run.log 2>&1
 fuzz_rc=$?
 tail -n 3 build/fuzz/run.log
 case $fuzz_rc in

@@ -19,6 +19,7 @@ command -v "$CC" >/dev/null || { echo "SKIP: clang not installed"; exit 77; }
 pkg-config --exists jansson 2>/dev/null || [ -e /usr/include/jansson.h ] ||
 	{ echo "SKIP: jansson headers missing"; exit 77; }
 mkdir -p "$OUT/corpus" || exit 1
+OUT=$(cd "$OUT" && pwd) # absolute: the run below changes into it
 
 # shellcheck disable=SC2046
 if ! "$CC" -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
