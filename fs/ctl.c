@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "fs_i.h"
+#include "meta_http.h"
 #include "pool.h"
 #include "xfer.h"
 
@@ -124,8 +125,17 @@ static json_t *stats_json(struct kvfs_fs *fs)
 	json_t *root, *jp, *xf, *fsj;
 
 	memset(&ps, 0, sizeof(ps));
-	if (fs->palloc)
+	if (fs->palloc) {
 		kvfs_palloc_get_stats(fs->palloc, &ps);
+	} else {
+		/* cluster mode: the service allocates in our arena; ask it what it holds here */
+		uint64_t cap, free_bytes;
+
+		if (kvfs_meta_http_node_usage(fs->meta, fs->node, &cap, &free_bytes) == 0) {
+			ps.free = free_bytes;
+			ps.used = cap > free_bytes ? cap - free_bytes : 0;
+		}
+	}
 	root = json_object();
 	json_object_set_new(
 		root, "node",
@@ -136,8 +146,7 @@ static json_t *stats_json(struct kvfs_fs *fs)
 			  (json_int_t)ps.pinned_pages, "deferred_bytes", (json_int_t)ps.deferred,
 			  "largest_free_run", (json_int_t)ps.largest_run));
 	if (!fs->palloc) {
-		/* cluster mode: the service allocates in every node's arena; its totals are the
-		 * cluster's, not this node's (whose used/free above stay 0: not known here) */
+		/* cluster mode: the service's totals over every node's arena */
 		struct kvfs_statfs sf;
 
 		if (fs->meta->ops->statfs(fs->meta, KVFS_ROOT_INO, &sf) == 0)

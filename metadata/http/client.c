@@ -435,6 +435,36 @@ int kvfs_meta_http_nodes(struct kvfs_meta *m, bool alive_only, struct kvfs_node_
 	return 0;
 }
 
+int kvfs_meta_http_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
+			      uint64_t *ret_free)
+{
+	json_t *resp = NULL, *arr;
+	int r;
+
+	r = call(hp(m), "/v1/node/list", json_pack("{sb}", "alive_only", true), true, &resp);
+	if (r)
+		return r;
+	arr = resp ? json_object_get(resp, "nodes") : NULL;
+	r = -ENOENT;
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *n = json_array_get(arr, i);
+		json_t *cap = json_object_get(n, "capacity"), *fr = json_object_get(n, "free");
+
+		if (json_integer_value(json_object_get(n, "id")) != (json_int_t)node)
+			continue;
+		if (!json_is_integer(cap) || !json_is_integer(fr)) {
+			r = -EPROTO;
+			break;
+		}
+		*ret_capacity = (uint64_t)json_integer_value(cap);
+		*ret_free = (uint64_t)json_integer_value(fr);
+		r = 0;
+		break;
+	}
+	json_decref(resp);
+	return r;
+}
+
 static void *hb_main(void *arg)
 {
 	struct http *h = arg;

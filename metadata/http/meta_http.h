@@ -71,3 +71,8 @@ int kvfs_meta_http_heartbeat(struct kvfs_meta *m, uint32_t *ret_alive);
  * *ret_nodes is malloc'd (free it). Idempotent and retried. */
 int kvfs_meta_http_nodes(struct kvfs_meta *m, bool alive_only, struct kvfs_node_info **ret_nodes,
 			 size_t *ret_n);
+
+/* This node's arena as the service sees it (pages it allocated in it): capacity and free
+ * bytes of node @node. Returns 0, -ENOENT when the node is not alive, -EIO when unreachable. */
+int kvfs_meta_http_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
+			      uint64_t *ret_free);

@@ -255,7 +255,9 @@ static json_t *node_json(const struct meta_state_node *nd)
 {
 	json_t *j = kvfs_meta_json_from_node(&nd->info);
 
-	if (j && json_object_set_new(j, "alive", json_boolean(nd->alive))) {
+	if (j && (json_object_set_new(j, "alive", json_boolean(nd->alive)) ||
+		  json_object_set_new(j, "capacity", json_integer((json_int_t)nd->capacity)) ||
+		  json_object_set_new(j, "free", json_integer((json_int_t)nd->free)))) {
 		json_decref(j);
 		return NULL;
 	}
