@@ -1001,14 +1001,11 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 	    fs->cache_mode == FS_CACHE_DIRECT) {
 		fi->direct_io = 1;
 		/*
-		 * Embedded (one node): commit at RELEASE, not at a synchronous FLUSH. Every later
-		 * open here joins this open state until RELEASE has committed it, so readers on
-		 * this node see the data either way, and close() saves a round trip (HiCacheFile
-		 * publishes are latency-bound). With --meta the commit must precede close()'s
-		 * return, for close-to-open on other nodes. fsync still commits.
+		 * Write handles commit at FLUSH, before close() returns. Committing at the
+		 * asynchronous RELEASE instead saved a round trip but let a reader of the renamed
+		 * file read the metadata before the commit and miss the open state after it:
+		 * HiCacheFile readers saw size 0 for a published key.
 		 */
-		if (fs->palloc && (fi->flags & O_ACCMODE) != O_RDONLY)
-			fi->noflush = 1;
 	} else {
 		uint64_t version = l->attr.version;
 		bool warm = in->st->cache_valid && in->st->cached_version == version &&
