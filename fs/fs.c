@@ -2249,19 +2249,29 @@ err:
 	fuse_reply_err(req, -r);
 }
 
+/*
+ * May @name of @ino be set or removed? Only user.* attributes of files and directories in
+ * pools are stored; the computed user.kvfs.* (and anything on the root or the control tree)
+ * answer @computed_err; other namespaces EOPNOTSUPP.
+ */
+static int xattr_writable(fuse_ino_t ino, const char *name, int computed_err)
+{
+	if (is_synthetic(ino) || ino == KVFS_ROOT_INO ||
+	    !strncmp(name, KVFS_XATTR_PREFIX, strlen(KVFS_XATTR_PREFIX)))
+		return computed_err;
+	if (strncmp(name, "user.", 5))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
 static void kvfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			  size_t size, int flags)
 {
 	struct kvfs_fs *fs = fs_of(req);
-	int r;
+	/* setting a computed one: ENOTSUP, which cp -a and mv pass over quietly */
+	int r = xattr_writable(ino, name, -EOPNOTSUPP);
 
-	/* user.kvfs.* are computed: refuse with ENOTSUP, which cp -a and mv pass over quietly */
-	if (is_synthetic(ino) || ino == KVFS_ROOT_INO ||
-	    !strncmp(name, KVFS_XATTR_PREFIX, strlen(KVFS_XATTR_PREFIX)))
-		r = -EOPNOTSUPP;
-	else if (strncmp(name, "user.", 5))
-		r = -EOPNOTSUPP;
-	else
+	if (r == 0)
 		r = fs->meta->ops->setxattr(fs->meta, ino, name, value, size, flags);
 	fuse_reply_err(req, -r);
 }
@@ -2269,14 +2279,9 @@ static void kvfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, cons
 static void kvfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct kvfs_fs *fs = fs_of(req);
-	int r;
+	int r = xattr_writable(ino, name, -EPERM);
 
-	if (is_synthetic(ino) || ino == KVFS_ROOT_INO ||
-	    !strncmp(name, KVFS_XATTR_PREFIX, strlen(KVFS_XATTR_PREFIX)))
-		r = -EPERM;
-	else if (strncmp(name, "user.", 5))
-		r = -EOPNOTSUPP;
-	else
+	if (r == 0)
 		r = fs->meta->ops->removexattr(fs->meta, ino, name);
 	fuse_reply_err(req, -r);
 }

@@ -734,8 +734,7 @@ static enum MHD_Result dispatch(struct kvfs_meta_server *s, struct MHD_Connectio
 	nr = &s->native[rq->route - R_NATIVE];
 	if (!nr->fn) {
 		json_decref(req);
-		snprintf(err.msg, sizeof(err.msg), "%s is not implemented by this server yet",
-			 nr->path);
+		snprintf(err.msg, sizeof(err.msg), "%s has no handler in this server", nr->path);
 		return send_error(c, rq, 501, -ENOSYS, err.msg);
 	}
 	r = nr->fn(s->native_ctx, req, &resp, &err);
