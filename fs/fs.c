@@ -248,7 +248,7 @@ static void attr_to_stat(const struct kvfs_attr *a, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_ino = a->ino;
 	st->st_mode = a->mode;
-	st->st_nlink = a->nlink ? a->nlink : 1;
+	st->st_nlink = a->nlink; /* 0 for a file unlinked while open (an orphan) */
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
 	st->st_size = (off_t)a->size;
@@ -339,6 +339,14 @@ static void kvfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Page-cache consistency is ours to manage (keep_cache per open), not the kernel's
 	 * mtime heuristic, which would drop warm pages on every attribute refresh. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* O_TRUNC arrives inside OPEN and is done there (open_file), one round trip instead of an
+	 * OPEN and a SETATTR; set-id bits are ours to clear on write, truncate and chown (the
+	 * kernel cannot for direct-I/O writes). Both are libfuse defaults: asked for here so they
+	 * stay on whatever the default becomes. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)
+		conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->max_readahead = 4u << 20;
 	conn->max_background = 64;
@@ -466,6 +474,7 @@ static struct fs_open *open_create(struct kvfs_fs *fs, const struct kvfs_layout 
 	o->mtime_ns = l->attr.mtime_ns;
 	o->max_file_size = UINT64_MAX;
 	o->version = l->attr.version;
+	o->mode = l->attr.mode;
 	if (fs->meta->ops->pool_get(fs->meta, o->pool, &pa) == 0) {
 		if (pa.max_file_size)
 			o->max_file_size = pa.max_file_size;
@@ -589,55 +598,148 @@ static void open_destroy(struct kvfs_fs *fs, struct fs_inode *in)
 }
 
 /*
- * Set the file's size to @size while it is open here: commit pending pages first, let the
- * metadata free pages beyond the size, then drop them from the local map and zero the tail of
- * the last page so a later extension reads zeros. Caller holds in->st->lock for writing.
+ * The mode a regular file keeps after a write or truncate by @uid: as on a local file system,
+ * S_ISUID goes, and S_ISGID where group-execute is set (without it S_ISGID marks mandatory
+ * locking and stays), unless the caller may keep them (CAP_FSETID; here: root). kvfs negotiates
+ * FUSE_CAP_HANDLE_KILLPRIV, so the kernel leaves this to us on truncate and chown, and its
+ * direct-I/O writes never do it at all.
  */
-static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size,
-			   struct kvfs_attr *ret_attr)
+static uint32_t strip_setid(uint32_t mode)
+{
+	if (!S_ISREG(mode))
+		return mode;
+	mode &= ~(uint32_t)S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		mode &= ~(uint32_t)S_ISGID;
+	return mode;
+}
+
+static uint32_t killpriv_mode(uint32_t mode, uid_t uid)
+{
+	return uid == 0 ? mode : strip_setid(mode);
+}
+
+/* Clear the set-id bits of @in (open here) if a write by @uid must. Caller holds the lock. */
+static int killpriv_locked(struct kvfs_fs *fs, struct fs_inode *in, uid_t uid)
+{
+	struct fs_open *o = in->st->open;
+	struct kvfs_attr want = {0}, a;
+	int r;
+
+	want.mode = killpriv_mode(o->mode, uid);
+	if (want.mode == o->mode)
+		return 0;
+	r = fs->meta->ops->setattr(fs->meta, in->ino, &want, KVFS_SET_MODE, &a);
+	if (r == 0)
+		o->mode = a.mode;
+	return r;
+}
+
+static int zero_page_range(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, uint64_t from,
+			   uint64_t to);
+
+enum {
+	TRUNC_TIMES = 1 << 0, /* open(O_TRUNC): mtime and ctime change even at the same size */
+};
+
+/*
+ * Set the size of @in, open here, to @size on behalf of @uid: commit pending pages first, let
+ * the metadata free the pages beyond the size, drop them from the local map, and zero the rest
+ * of the last page, wherever it lives, so that no later extension (truncate up, a write or
+ * fallocate past the end) reads the cut-off bytes. Set-id bits go as killpriv_mode() says.
+ * Caller holds in->st->lock for writing.
+ */
+static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size, unsigned how,
+			   uid_t uid, struct kvfs_attr *ret_attr)
 {
 	struct fs_open *o = in->st->open;
 	struct kvfs_attr want = {0};
+	unsigned valid = KVFS_SET_SIZE;
+	uint64_t P = o->page_size;
+	struct fs_page *p;
 	int r;
 
-	if (o && size > o->max_file_size)
+	if (size > o->max_file_size)
 		return -EFBIG;
-	if (o) {
-		r = commit_locked(fs, in);
-		if (r < 0)
-			return r;
-	}
+	r = commit_locked(fs, in);
+	if (r < 0)
+		return r;
 	want.size = size;
-	r = fs->meta->ops->setattr(fs->meta, in->ino, &want, KVFS_SET_SIZE, ret_attr);
+	if (how & TRUNC_TIMES) {
+		want.mtime_ns = want.ctime_ns = now_ns();
+		valid |= KVFS_SET_MTIME | KVFS_SET_CTIME;
+	}
+	want.mode = killpriv_mode(o->mode, uid);
+	if (want.mode != o->mode)
+		valid |= KVFS_SET_MODE;
+	r = fs->meta->ops->setattr(fs->meta, in->ino, &want, valid, ret_attr);
 	if (r < 0)
 		return r;
 	in->st->content_gen++;
 	CTR(fs, truncates);
-	if (o && atomic_load(&o->has_hits))
+	if (atomic_load(&o->has_hits))
 		fs_hitcache_drop_ino(fs->hitcache, in->ino);
-	if (!o)
-		return 0;
-	fs_pagemap_drop_from(&o->pages, div_up(size, o->page_size), NULL, NULL);
-	if (size % o->page_size) {
-		struct fs_page *p = fs_pagemap_find(&o->pages, size / o->page_size);
-
-		if (p && p->ref.node == fs->node && p->ref.incarnation == fs->incarnation) {
-			uint64_t in_page = size % o->page_size;
-
-			memset(kvfs_arena_ptr(fs->arena, p->ref.off + in_page), 0,
-			       o->page_size - in_page);
-		}
-	}
+	fs_pagemap_drop_from(&o->pages, div_up(size, P), NULL, NULL);
 	o->size = o->committed_size = size;
 	o->mtime_ns = ret_attr->mtime_ns;
-	return 0;
+	o->mode = ret_attr->mode;
+	/* after the metadata call: the page stays this file's (below the size, and leased), and a
+	 * failed truncate has not touched the data */
+	p = size % P ? fs_pagemap_find(&o->pages, size / P) : NULL;
+	if (p)
+		r = zero_page_range(fs, &p->ref, size % P, P);
+	return r;
 }
 
+/*
+ * Truncate @in, which may not be open here: a path truncate(2) of a closed file still needs the
+ * page map to zero the tail of its last page, so it opens the file for the duration (a lease,
+ * which also keeps that page from being freed under us).
+ */
+static int truncate_inode(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size, uid_t uid,
+			  struct kvfs_attr *ret_attr)
+{
+	struct kvfs_layout *l = NULL;
+	uint64_t lease = 0;
+	int r, r2;
+
+	pthread_rwlock_wrlock(&in->st->lock);
+	if (in->st->open) {
+		r = truncate_locked(fs, in, size, 0, uid, ret_attr);
+		goto out;
+	}
+	r = fs->meta->ops->open(fs->meta, in->ino, fs->node, &lease, &l);
+	if (r < 0)
+		goto out;
+	in->st->open = S_ISREG(l->attr.mode) ? open_create(fs, l) : NULL;
+	if (!in->st->open) {
+		r = S_ISREG(l->attr.mode) ? -ENOMEM : -EISDIR;
+		goto out_close;
+	}
+	r = truncate_locked(fs, in, size, 0, uid, ret_attr);
+	open_destroy(fs, in);
+out_close:
+	kvfs_layout_free(l);
+	r2 = fs->meta->ops->close(fs->meta, in->ino, lease);
+	if (r == 0)
+		r = r2;
+out:
+	pthread_rwlock_unlock(&in->st->lock);
+	return r;
+}
+
+/*
+ * chmod, chown, utimens and truncate. A truncate goes through the file's open state (set up for
+ * the call if the file is not open here); the other changes commit this node's pending writes
+ * first, so that an explicit mtime is not overwritten by a later commit of older writes.
+ */
 static void kvfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			 struct fuse_file_info *fi)
 {
 	struct kvfs_fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct kvfs_attr want = {0}, a;
+	struct fs_inode *in;
 	unsigned valid = 0;
 	struct stat st;
 	int r = 0;
@@ -675,46 +777,54 @@ static void kvfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	}
 
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		struct fs_inode *in = inode_get(fs, ino, false);
-
+		in = inode_get(fs, ino, false);
 		if (!in || !inode_state(fs, in)) {
 			inode_put(fs, in, 0);
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		pthread_rwlock_wrlock(&in->st->lock);
-		r = truncate_locked(fs, in, (uint64_t)attr->st_size, &a);
-		pthread_rwlock_unlock(&in->st->lock);
+		r = truncate_inode(fs, in, (uint64_t)attr->st_size, ctx->uid, &a);
 		inode_put(fs, in, 0);
 		if (r < 0)
 			goto out;
 	}
-	if (valid) {
-		struct fs_inode *in = inode_find(fs, ino);
-
-		/* an explicit mtime must not be overwritten by a later commit of older writes */
-		if (in && !in->st) {
-			inode_put(fs, in, 0);
-			in = NULL;
-		}
-		if (in) {
-			pthread_rwlock_wrlock(&in->st->lock);
-			r = commit_locked(fs, in);
-			if (r == 0 && in->st->open && (valid & KVFS_SET_MTIME))
-				in->st->open->mtime_ns = want.mtime_ns;
-			pthread_rwlock_unlock(&in->st->lock);
-			inode_put(fs, in, 0);
-			if (r < 0)
-				goto out;
-		}
-		r = fs->meta->ops->setattr(fs->meta, ino, &want, valid, &a);
-		if (r < 0)
-			goto out;
-	} else if (!(to_set & FUSE_SET_ATTR_SIZE)) {
-		r = fs->meta->ops->getattr(fs->meta, ino, &a);
-		if (r < 0)
-			goto out;
+	if (!valid) {
+		if (!(to_set & FUSE_SET_ATTR_SIZE))
+			r = fs->meta->ops->getattr(fs->meta, ino, &a);
+		goto reply;
 	}
+
+	in = inode_find(fs, ino);
+	if (in && !in->st) {
+		inode_put(fs, in, 0);
+		in = NULL;
+	}
+	if (in) {
+		pthread_rwlock_wrlock(&in->st->lock);
+		r = commit_locked(fs, in);
+	}
+	/* chown of a regular file clears its set-id bits, whoever calls (chown(2), Linux) */
+	if (r == 0 && (valid & (KVFS_SET_UID | KVFS_SET_GID)) && !(valid & KVFS_SET_MODE)) {
+		r = fs->meta->ops->getattr(fs->meta, ino, &a);
+		if (r == 0 && strip_setid(a.mode) != a.mode) {
+			want.mode = strip_setid(a.mode);
+			valid |= KVFS_SET_MODE;
+		}
+	}
+	if (r == 0)
+		r = fs->meta->ops->setattr(fs->meta, ino, &want, valid, &a);
+	if (in) {
+		if (r == 0 && in->st->open) {
+			if (valid & KVFS_SET_MTIME)
+				in->st->open->mtime_ns = want.mtime_ns;
+			in->st->open->mode = a.mode;
+		}
+		pthread_rwlock_unlock(&in->st->lock);
+		inode_put(fs, in, 0);
+	}
+reply:
+	if (r < 0)
+		goto out;
 	overlay_open(fs, &a);
 	attr_to_stat(&a, &st);
 	fuse_reply_attr(req, &st, fs->attr_timeout);
@@ -952,16 +1062,18 @@ static void handle_free(struct kvfs_fs *fs, struct fs_handle *h)
 
 /*
  * Take a lease on @ino and set up (or join) its open state; decides the page-cache policy of
- * this open in @fi. Returns 0 with *ret_h, or a negative errno.
+ * this open in @fi. With @trunc (O_TRUNC) the file is truncated here, in the open (kvfs
+ * negotiates atomic O_TRUNC, so no SETATTR follows), on behalf of @uid. Returns 0 with *ret_h,
+ * or a negative errno.
  */
-static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
-		     struct fs_handle **ret_h)
+static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi, bool trunc,
+		     uid_t uid, struct fs_handle **ret_h)
 {
 	struct kvfs_layout *l = NULL;
 	struct fs_handle *h;
 	struct fs_inode *in;
 	bool inval_attrs;
-	uint64_t lease;
+	uint64_t lease, version;
 	int r;
 
 	h = handle_new(fs, FS_H_FILE);
@@ -994,9 +1106,22 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 		}
 	}
 	in->st->open->nopen++;
+	version = l->attr.version;
+	if (trunc) {
+		struct kvfs_attr ta;
+
+		r = truncate_locked(fs, in, 0, TRUNC_TIMES, uid, &ta);
+		if (r < 0) {
+			if (--in->st->open->nopen == 0)
+				open_destroy(fs, in);
+			pthread_rwlock_unlock(&in->st->lock);
+			goto err_close;
+		}
+		version = ta.version;
+	}
 	/* another node may have changed size and times behind this kernel's attribute cache */
 	inval_attrs = fs->palloc == NULL && l->attr.version != in->st->seen_version;
-	in->st->seen_version = l->attr.version;
+	in->st->seen_version = version;
 	if ((fi->flags & O_DIRECT) || (fi->flags & O_ACCMODE) != O_RDONLY ||
 	    fs->cache_mode == FS_CACHE_DIRECT) {
 		fi->direct_io = 1;
@@ -1007,7 +1132,6 @@ static int open_file(struct kvfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *
 		 * HiCacheFile readers saw size 0 for a published key.
 		 */
 	} else {
-		uint64_t version = l->attr.version;
 		bool warm = in->st->cache_valid && in->st->cached_version == version &&
 			    in->st->cached_gen == in->st->content_gen;
 
@@ -1083,7 +1207,7 @@ static void kvfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	r = open_file(fs, ino, fi, &h);
+	r = open_file(fs, ino, fi, fi->flags & O_TRUNC, fuse_req_ctx(req)->uid, &h);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -1104,6 +1228,54 @@ static void kvfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
+/* Is the caller of @req one of group @gid? */
+static bool in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t groups[64];
+	int n;
+
+	if (fuse_req_ctx(req)->gid == gid)
+		return true;
+	n = fuse_req_getgroups(req, 64, groups);
+	for (int i = 0; i < n && i < 64; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+/* The permission check the kernel makes with default_permissions, for a file it did not. */
+static int may_access(fuse_req_t req, const struct kvfs_attr *a, unsigned mask)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	unsigned bits = a->mode;
+
+	if (ctx->uid == 0)
+		return 0;
+	if (ctx->uid == a->uid)
+		bits >>= 6;
+	else if (in_group(req, a->gid))
+		bits >>= 3;
+	return (bits & mask) == mask ? 0 : -EACCES;
+}
+
+static unsigned access_mask(int flags)
+{
+	switch (flags & O_ACCMODE) {
+	case O_RDONLY:
+		return (flags & O_TRUNC) ? W_OK | R_OK : R_OK;
+	case O_WRONLY:
+		return W_OK;
+	default:
+		return R_OK | W_OK;
+	}
+}
+
+/*
+ * The kernel sends CREATE after a lookup found no name. The name may have appeared since (another
+ * process or node): without O_EXCL that is an open of the existing file, permission checks and
+ * O_TRUNC included (the kernel skips both for what CREATE returns, believing it new). A new file
+ * needs no truncation, which spares a publish's open(O_CREAT|O_TRUNC) a metadata call.
+ */
 static void kvfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 			struct fuse_file_info *fi)
 {
@@ -1112,6 +1284,7 @@ static void kvfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	struct fuse_entry_param e;
 	struct fs_handle *h;
 	struct kvfs_attr a;
+	bool existed = false;
 	int r;
 
 	CTR(fs, creates);
@@ -1119,17 +1292,22 @@ static void kvfs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	if (r == 0)
 		r = fs->meta->ops->create(fs->meta, parent, name,
 					  (mode & ~ctx->umask & 07777) | S_IFREG, ctx->uid,
-					  ctx->gid, fi->flags & O_EXCL, &a);
-	if (r == 0 && (fi->flags & O_TRUNC) && a.size) {
-		struct kvfs_attr want = {.size = 0};
-
-		r = fs->meta->ops->setattr(fs->meta, a.ino, &want, KVFS_SET_SIZE, &a);
+					  ctx->gid, true, &a);
+	if (r == -EEXIST && !(fi->flags & O_EXCL)) {
+		existed = true;
+		r = fs->meta->ops->lookup(fs->meta, parent, name, &a);
+		if (r == 0 && S_ISDIR(a.mode))
+			r = -EISDIR;
+		if (r == 0)
+			r = may_access(req, &a, access_mask(fi->flags));
 	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	r = open_file(fs, a.ino, fi, &h);
+	r = open_file(fs, a.ino, fi, existed && (fi->flags & O_TRUNC), ctx->uid, &h);
+	if (r == 0 && existed && (fi->flags & O_TRUNC))
+		r = fs->meta->ops->getattr(fs->meta, a.ino, &a);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -1734,6 +1912,9 @@ static void kvfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t s
 		r = -EIO;
 		goto err_unlock;
 	}
+	r = killpriv_locked(fs, in, fuse_req_ctx(req)->uid);
+	if (r < 0)
+		goto err_unlock;
 	P = o->page_size;
 	r = ensure_pages(fs, in, (uint64_t)off / P, (end - 1) / P, (uint64_t)off, end);
 	if (r < 0)
@@ -1746,19 +1927,23 @@ static void kvfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t s
 			n = end - pos;
 		r = page_io(fs, &pg->ref, in_page, (void *)(buf + (pos - (uint64_t)off)), n, true);
 		if (r < 0)
-			goto err_unlock;
+			break;
 		pos += n;
 	}
-	if (end > o->size)
-		o->size = end;
+	/* a page that failed (a peer gone) ends the write short: what went before it counts, so
+	 * the size covers every byte written and none beyond it is left behind the end */
+	if (pos == (uint64_t)off)
+		goto err_unlock;
+	if (pos > o->size)
+		o->size = pos;
 	o->dirty = true;
 	o->mtime_ns = now_ns();
 	in->st->content_gen++;
 	if (atomic_load(&o->has_hits)) /* copies of pages we may just have written over */
 		fs_hitcache_drop_ino(fs->hitcache, in->ino);
 	pthread_rwlock_unlock(&in->st->lock);
-	CTR_ADD(fs, write_bytes, size);
-	fuse_reply_write(req, size);
+	CTR_ADD(fs, write_bytes, pos - (uint64_t)off);
+	fuse_reply_write(req, pos - (uint64_t)off);
 	return;
 
 err_unlock:
@@ -1918,13 +2103,25 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 						  FS_CTL_INO};
 
 		for (off_t i = off; i < 4; i++) {
-			struct stat st;
+			struct fuse_entry_param e = {0};
 			size_t n;
 
-			synthetic_attr(inos[i], &st);
+			/* READDIRPLUS wants entries in its own format: a plain dirent there made
+			 * `ls .kvfs` list nothing. "." and ".." carry no entry (ino 0): the
+			 * kernel does not instantiate them; stats and ctl it does, as a lookup
+			 * would (forget ignores synthetic inodes). */
+			synthetic_attr(inos[i], &e.attr);
 			if (i == 1)
-				st.st_ino = KVFS_ROOT_INO;
-			n = fuse_add_direntry(req, buf + used, size - used, names[i], &st, i + 1);
+				e.attr.st_ino = KVFS_ROOT_INO;
+			if (plus) {
+				e.ino = i >= 2 ? inos[i] : 0;
+				e.generation = 1;
+				n = fuse_add_direntry_plus(req, buf + used, size - used, names[i],
+							   &e, i + 1);
+			} else {
+				n = fuse_add_direntry(req, buf + used, size - used, names[i],
+						      &e.attr, i + 1);
+			}
 			if (n > size - used)
 				break;
 			used += n;

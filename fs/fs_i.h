@@ -93,6 +93,7 @@ struct fs_open {
 	_Atomic bool has_hits; /* some of its pages are in the remote-hit cache */
 	uint32_t page_size;
 	uint32_t pool;
+	uint32_t mode;	       /* as last seen or set here: writes clear its set-id bits */
 	uint64_t max_file_size;
 	bool dirty;	  /* size or pages changed since the last commit */
 	bool lost;	  /* KVFS_ATTR_LOST: reads fail with EIO */

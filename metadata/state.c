@@ -2151,16 +2151,23 @@ int meta_state_setattr(struct meta_state *s, uint64_t ino, const struct kvfs_att
 
 		lru_remove(in);
 		truncate_pages(s, in, (attr->size + ps - 1) / ps);
-		in->size = attr->size;
+		/* as truncate(2) on a local file system: the times change with the size only
+		 * (open's O_TRUNC and ftruncate(2) pass MTIME and CTIME to change them anyway) */
+		if (in->size != attr->size) {
+			in->mtime = in->ctime = now;
+			in->size = attr->size;
+		}
 		if (in->size == 0)
 			in->flags &= ~(uint32_t)KVFS_ATTR_LOST;
 		in->version++;
-		in->mtime = now;
 		lru_update(s, in);
 	}
 	if (valid & KVFS_SET_MTIME)
 		in->mtime = attr->mtime_ns;
-	in->ctime = (valid & KVFS_SET_CTIME) ? attr->ctime_ns : now;
+	if (valid & KVFS_SET_CTIME)
+		in->ctime = attr->ctime_ns;
+	else if (valid & ~(unsigned)KVFS_SET_SIZE)
+		in->ctime = now;
 	db_put_inode(s, in);
 	fill_attr(in, &a);
 	r = op_end(s);
