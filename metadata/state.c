@@ -1725,6 +1725,14 @@ static int make_node(struct meta_state *s, struct inode *dir, const char *name, 
 	ino_tab_insert(s, in);
 	in->uid = uid;
 	in->gid = gid;
+	/* BSD group semantics under a set-group-ID directory, as local file systems do: the new
+	 * node takes the directory's group, and a new directory keeps the bit (the kernel has
+	 * already stripped S_ISGID from a file the caller may not give it to) */
+	if (dir->mode & S_ISGID) {
+		in->gid = dir->gid;
+		if (S_ISDIR(mode))
+			in->mode |= S_ISGID;
+	}
 	in->version = 1;
 	in->atime = in->mtime = in->ctime = now;
 	if (S_ISDIR(mode)) {
