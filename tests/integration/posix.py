@@ -531,6 +531,8 @@ def name_bytes(d):
             eq(b"%d" % i, readf(p), "content of %r" % n)
             check(stat.S_ISREG(os.stat(p).st_mode), "stat of %r is a regular file" % n)
     eq(sorted(names), sorted(os.listdir(bd)), "readdir of the odd names")
+    expect_errno("ENOENT", "stat of a missing name that is not UTF-8", os.stat,
+                 os.path.join(bd, b"\xfe\xfd-missing"))
     for n in names:
         p = os.path.join(bd, n)
         q = os.path.join(bd, n + b".r")
@@ -1652,6 +1654,12 @@ def xattr_user(d):
     eq(b"", os.getxattr(f, "user.empty"), "the empty value")
     eq({"user.a", "user.c", "user.bin", "user.empty"}, set(os.listxattr(f)) - USER_KVFS,
        "listxattr of the stored attributes")
+    raw = b"user.\xfe\xff"  # attribute names are bytes too
+    if expect_ok("setxattr of a name that is not UTF-8", os.setxattr, f, raw, b"raw"):
+        eq(b"raw", expect_ok("getxattr of a name that is not UTF-8", os.getxattr, f, raw),
+           "value of the name that is not UTF-8")
+        check(os.fsdecode(raw) in os.listxattr(f), "listxattr lists the name that is not UTF-8")
+        os.removexattr(f, raw)
     expect_errno("ENODATA", "getxattr of a missing name", os.getxattr, f, "user.missing")
     expect_errno("ENODATA", "removexattr of a missing name", os.removexattr, f, "user.missing")
     expect_ok("removexattr user.c", os.removexattr, f, "user.c")
