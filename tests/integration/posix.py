@@ -865,7 +865,7 @@ def setid_file(d, name, m, owner=0, group=0):
 def setid_mode(want, seen, what):
     """want: the mode expected, or None for "S_ISUID cleared, S_ISGID not checked"."""
     if want is None:
-        check(not seen & stat.S_ISUID, "%s: S_ISUID cleared" % what, oct(seen))
+        check(not seen & stat.S_ISUID, "mode %s has S_ISUID cleared" % what, oct(seen))
     else:
         eq(want, seen, "mode " + what)
 
