@@ -237,10 +237,28 @@ static void inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 /* ------------------------------------------------------------------------------------------ */
 /* Attributes */
 
+/* Floor division: a time before 1970 has a negative second and a nanosecond in [0, 1e9). */
 static void ns_to_ts(int64_t ns, struct timespec *ts)
 {
-	ts->tv_sec = ns / 1000000000ll;
-	ts->tv_nsec = ns % 1000000000ll;
+	int64_t sec = ns / 1000000000ll, nsec = ns % 1000000000ll;
+
+	if (nsec < 0) {
+		sec--;
+		nsec += 1000000000ll;
+	}
+	ts->tv_sec = sec;
+	ts->tv_nsec = nsec;
+}
+
+/* Times are kept in 64-bit nanoseconds (years 1678 to 2262): later or earlier ones saturate. */
+static int64_t ts_to_ns(const struct timespec *ts)
+{
+	int64_t ns;
+
+	if (__builtin_mul_overflow((int64_t)ts->tv_sec, 1000000000ll, &ns) ||
+	    __builtin_add_overflow(ns, (int64_t)ts->tv_nsec, &ns))
+		return ts->tv_sec < 0 ? INT64_MIN : INT64_MAX;
+	return ns;
 }
 
 static void attr_to_stat(const struct kvfs_attr *a, struct stat *st)
@@ -639,7 +657,7 @@ static int zero_page_range(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, 
 			   uint64_t to);
 
 enum {
-	TRUNC_TIMES = 1 << 0, /* open(O_TRUNC): mtime and ctime change even at the same size */
+	TRUNC_TIMES = 1 << 0, /* O_TRUNC, ftruncate: mtime and ctime change even at the same size */
 };
 
 /*
@@ -696,8 +714,8 @@ static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t siz
  * page map to zero the tail of its last page, so it opens the file for the duration (a lease,
  * which also keeps that page from being freed under us).
  */
-static int truncate_inode(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size, uid_t uid,
-			  struct kvfs_attr *ret_attr)
+static int truncate_inode(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size, unsigned how,
+			  uid_t uid, struct kvfs_attr *ret_attr)
 {
 	struct kvfs_layout *l = NULL;
 	uint64_t lease = 0;
@@ -705,7 +723,7 @@ static int truncate_inode(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size
 
 	pthread_rwlock_wrlock(&in->st->lock);
 	if (in->st->open) {
-		r = truncate_locked(fs, in, size, 0, uid, ret_attr);
+		r = truncate_locked(fs, in, size, how, uid, ret_attr);
 		goto out;
 	}
 	r = fs->meta->ops->open(fs->meta, in->ino, fs->node, &lease, &l);
@@ -716,7 +734,7 @@ static int truncate_inode(struct kvfs_fs *fs, struct fs_inode *in, uint64_t size
 		r = S_ISREG(l->attr.mode) ? -ENOMEM : -EISDIR;
 		goto out_close;
 	}
-	r = truncate_locked(fs, in, size, 0, uid, ret_attr);
+	r = truncate_locked(fs, in, size, how, uid, ret_attr);
 	open_destroy(fs, in);
 out_close:
 	kvfs_layout_free(l);
@@ -744,7 +762,6 @@ static void kvfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	struct stat st;
 	int r = 0;
 
-	(void)fi;
 	if (is_synthetic(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -762,17 +779,13 @@ static void kvfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		valid |= KVFS_SET_GID;
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
-		want.atime_ns = (to_set & FUSE_SET_ATTR_ATIME_NOW)
-					? now_ns()
-					: (int64_t)attr->st_atim.tv_sec * 1000000000ll +
-						  attr->st_atim.tv_nsec;
+		want.atime_ns =
+			(to_set & FUSE_SET_ATTR_ATIME_NOW) ? now_ns() : ts_to_ns(&attr->st_atim);
 		valid |= KVFS_SET_ATIME;
 	}
 	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
-		want.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW)
-					? now_ns()
-					: (int64_t)attr->st_mtim.tv_sec * 1000000000ll +
-						  attr->st_mtim.tv_nsec;
+		want.mtime_ns =
+			(to_set & FUSE_SET_ATTR_MTIME_NOW) ? now_ns() : ts_to_ns(&attr->st_mtim);
 		valid |= KVFS_SET_MTIME;
 	}
 
@@ -783,7 +796,10 @@ static void kvfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		r = truncate_inode(fs, in, (uint64_t)attr->st_size, ctx->uid, &a);
+		/* ftruncate(2) (a file handle) changes mtime and ctime even at the same size, as
+		 * on a local file system; the kernel does not send MTIME with it, so say it here */
+		r = truncate_inode(fs, in, (uint64_t)attr->st_size, fi ? TRUNC_TIMES : 0, ctx->uid,
+				   &a);
 		inode_put(fs, in, 0);
 		if (r < 0)
 			goto out;
@@ -2111,8 +2127,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			 * kernel does not instantiate them; stats and ctl it does, as a lookup
 			 * would (forget ignores synthetic inodes). */
 			synthetic_attr(inos[i], &e.attr);
-			if (i == 1)
+			if (i == 1) { /* the root: a directory */
 				e.attr.st_ino = KVFS_ROOT_INO;
+				e.attr.st_mode = S_IFDIR | 0755;
+			}
 			if (plus) {
 				e.ino = i >= 2 ? inos[i] : 0;
 				e.generation = 1;
