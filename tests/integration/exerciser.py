@@ -778,7 +778,10 @@ def gen_ops(seed, args, count):
 
 def run_ops(args, sub, ops, verbose=False):
     """Run ops in a fresh subdirectory; returns (None, n) or (failure, failing op, runner, log)."""
-    r = Runner(args, sub)
+    try:
+        r = Runner(args, sub)
+    except Failure as f:
+        sys.exit("FAIL: %s" % f.what)
     log = []
     try:
         for op in ops:
