@@ -37,5 +37,8 @@ step "64 KiB pages: 8 seeds x 400 operations on 4 names up to 8 pages"
 exer "64K pages, 4 names" --dir "$MNT/ex/a" --seed 1 --runs 8 --ops 400
 step "64 KiB pages: 4 seeds x 250 operations on 2 names (more collisions)"
 exer "64K pages, 2 names" --dir "$MNT/ex/b" --seed 101 --runs 4 --ops 250 --files 2
+# a bug that O_TRUNC runs into first must not hide the others: the same without O_TRUNC
+step "64 KiB pages without O_TRUNC: 4 seeds x 400 operations"
+exer "64K pages, no O_TRUNC" --dir "$MNT/ex/d" --seed 2 --runs 4 --ops 400 --no-otrunc
 step "1 MiB pages (kv): 2 seeds x 200 operations up to 3 MiB"
 exer "1M pages" --dir "$MNT/kv/c" --seed 201 --runs 2 --ops 200 --max-size 3M
