@@ -277,7 +277,12 @@ static void attr_to_stat(const struct kvfs_attr *a, struct stat *st)
 	ns_to_ts(a->ctime_ns, &st->st_ctim);
 }
 
-/* A file open here may hold writes the metadata has not seen yet: show them. */
+/*
+ * Attributes read from the metadata may be older than what this node knows: a file open here
+ * may hold writes the metadata has not seen yet, and a commit or truncate made here may have
+ * landed between the metadata read and this reply (a reader's RELEASE commits the writer's
+ * pages while a GETATTR is in flight). Show the newer of the two.
+ */
 static void overlay_open(struct kvfs_fs *fs, struct kvfs_attr *a)
 {
 	struct fs_inode *in;
@@ -292,6 +297,8 @@ static void overlay_open(struct kvfs_fs *fs, struct kvfs_attr *a)
 		return;
 	}
 	pthread_rwlock_rdlock(&in->st->lock);
+	if (in->st->last.ino == a->ino && in->st->last.version > a->version)
+		*a = in->st->last;
 	if (in->st->open && in->st->open->dirty) {
 		a->size = in->st->open->size;
 		a->blocks = (uint64_t)in->st->open->pages.count * in->st->open->page_size / 512;
@@ -580,6 +587,7 @@ static int commit_locked(struct kvfs_fs *fs, struct fs_inode *in)
 	free(pv.v);
 	if (r < 0)
 		return r;
+	in->st->last = a;
 	fs_pagemap_each(&o->pages, mark_committed, &o->pages);
 	o->dirty = false;
 	o->committed_size = o->size;
@@ -693,6 +701,7 @@ static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t siz
 	r = fs->meta->ops->setattr(fs->meta, in->ino, &want, valid, ret_attr);
 	if (r < 0)
 		return r;
+	in->st->last = *ret_attr;
 	in->st->content_gen++;
 	CTR(fs, truncates);
 	if (atomic_load(&o->has_hits))
@@ -2577,13 +2586,21 @@ static void queue_push(struct kvfs_fs *fs, uint64_t ino)
 /*
  * Copy a file's pages into the kernel page cache (fuse_lowlevel_notify_store), then declare
  * the cache valid for the version and local generation seen before the copy, unless either
- * moved meanwhile. Pages are pinned while the kernel copies them. Runs on the notifier thread.
+ * moved meanwhile. Runs on the notifier thread.
+ *
+ * A store extends the kernel's idea of the size when it reaches past it, and fills the cache
+ * with what the page holds now. So each store runs under the inode's read lock, and only while
+ * nothing changed here since the layout was read (a local write or truncate takes the lock for
+ * writing and bumps content_gen): a push racing a truncate stops instead of growing the file
+ * back. The layout comes with a lease, so no page of it is freed and given to another file
+ * while it is copied (the metadata keeps pages cut by a truncate until the last lease goes);
+ * in embedded mode the pages are pinned as well.
  */
 static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
 {
 	struct kvfs_layout *l = NULL;
 	struct fs_inode *in;
-	uint64_t gen, P;
+	uint64_t gen, P, lease = 0;
 	bool ok = true;
 
 	in = inode_find(fs, ino);
@@ -2596,7 +2613,12 @@ static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
 	pthread_rwlock_rdlock(&in->st->lock);
 	gen = in->st->content_gen;
 	pthread_rwlock_unlock(&in->st->lock);
-	if (fs->meta->ops->layout(fs->meta, ino, &l) < 0 || (l->attr.flags & KVFS_ATTR_LOST)) {
+	if (fs->meta->ops->open(fs->meta, ino, fs->node, &lease, &l) < 0) {
+		ok = false;
+		lease = 0;
+		goto out;
+	}
+	if ((l->attr.flags & KVFS_ATTR_LOST) || !S_ISREG(l->attr.mode)) {
 		ok = false;
 		goto out;
 	}
@@ -2611,17 +2633,21 @@ static void push_to_page_cache(struct kvfs_fs *fs, uint64_t ino)
 		if (pe->ref.node != fs->node || pe->ref.incarnation != fs->incarnation)
 			continue; /* remote pages stay remote until read */
 		len = l->attr.size - off < P ? l->attr.size - off : P;
-		if (fs->palloc && kvfs_palloc_pin(fs->palloc, pe->ref.off) < 0) {
+		pthread_rwlock_rdlock(&in->st->lock);
+		if (in->st->content_gen != gen) {
 			ok = false;
-			break;
+		} else if (fs->palloc && kvfs_palloc_pin(fs->palloc, pe->ref.off) < 0) {
+			ok = false;
+		} else {
+			bv.buf[0].mem = kvfs_arena_ptr(fs->arena, pe->ref.off);
+			bv.buf[0].size = len;
+			if (fuse_lowlevel_notify_store(fs->se, ino, off, &bv, 0) < 0)
+				ok = false;
+			if (fs->palloc)
+				kvfs_palloc_unpin(fs->palloc, pe->ref.off);
+			CTR_ADD(fs, cache_push_bytes, len);
 		}
-		bv.buf[0].mem = kvfs_arena_ptr(fs->arena, pe->ref.off);
-		bv.buf[0].size = len;
-		if (fuse_lowlevel_notify_store(fs->se, ino, off, &bv, 0) < 0)
-			ok = false;
-		if (fs->palloc)
-			kvfs_palloc_unpin(fs->palloc, pe->ref.off);
-		CTR_ADD(fs, cache_push_bytes, len);
+		pthread_rwlock_unlock(&in->st->lock);
 	}
 out:
 	pthread_rwlock_wrlock(&in->st->lock);
@@ -2633,6 +2659,8 @@ out:
 		CTR(fs, cache_pushes);
 	}
 	pthread_rwlock_unlock(&in->st->lock);
+	if (lease)
+		fs->meta->ops->close(fs->meta, ino, lease);
 	kvfs_layout_free(l);
 	inode_put(fs, in, 0);
 }

@@ -93,7 +93,7 @@ struct fs_open {
 	_Atomic bool has_hits; /* some of its pages are in the remote-hit cache */
 	uint32_t page_size;
 	uint32_t pool;
-	uint32_t mode;	       /* as last seen or set here: writes clear its set-id bits */
+	uint32_t mode; /* as last seen or set here: writes clear its set-id bits */
 	uint64_t max_file_size;
 	bool dirty;	  /* size or pages changed since the last commit */
 	bool lost;	  /* KVFS_ATTR_LOST: reads fail with EIO */
@@ -114,6 +114,8 @@ struct fs_istate {
 	uint64_t cached_version; /* guarded by lock; meta version the kernel page cache holds */
 	uint64_t cached_gen;	 /* guarded by lock; content_gen the kernel page cache holds */
 	uint64_t seen_version;	 /* guarded by lock; metadata version at the last open (--meta) */
+	struct kvfs_attr last;	 /* guarded by lock; as the metadata answered our latest change
+				    (commit, truncate): newer than a reply read before it */
 	bool cache_valid;	 /* guarded by lock */
 	bool push_queued;	 /* guarded by lock; a page-cache push is waiting (--cache auto) */
 };

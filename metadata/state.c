@@ -183,8 +183,10 @@ struct inode {
 		struct {
 			struct page *pages; /* committed, sorted by index */
 			struct page *pend;  /* allocated, not committed, unsorted */
+			struct page *cut;   /* cut off by a truncate while leased (see cut_pages) */
 			uint32_t npages;
 			uint32_t npend;
+			uint32_t ncut;
 			struct inode *lru_prev;
 			struct inode *lru_next;
 			uint64_t lru_stamp;
@@ -842,6 +844,16 @@ static void page_release(struct meta_state *s, uint32_t page_size, const struct 
 		kvfs_palloc_free(n->pa, page_size, 1, &off);
 }
 
+/* Free the pages a truncate cut off while the file was leased. */
+static void cut_release(struct meta_state *s, struct inode *in)
+{
+	for (uint32_t i = 0; i < in->f.ncut; i++)
+		page_release(s, in->pool->page_size, &in->f.cut[i]);
+	free(in->f.cut);
+	in->f.cut = NULL;
+	in->f.ncut = 0;
+}
+
 static void page_to_ref(const struct page *p, struct kvfs_page_ref *r)
 {
 	r->node = p->node;
@@ -1138,6 +1150,7 @@ static void inode_destroy(struct meta_state *s, struct inode *in)
 			db_del_pend(s, in->ino, &in->f.pend[i]);
 		}
 		p->pages -= in->f.npages + in->f.npend;
+		cut_release(s, in);
 		free(in->f.pages);
 		free(in->f.pend);
 		if (in->nlink == 0 && s->norphans)
@@ -2106,15 +2119,34 @@ out:
 }
 
 /* Free committed pages of @in with index >= @first; the caller took @in off the LRU. */
+/*
+ * Remove the committed pages of @in from index @first on. A lease holder (a node with the file
+ * open) may still read or write them through the page map it was given at open, so while there
+ * are leases the pages leave the file but not the allocator: they wait on in->f.cut until the
+ * last lease goes. Freed at once, a page could be handed to another file while a node still
+ * wrote into it, or served to that node's readers: one file's bytes in another. Not persisted:
+ * after a restart no lease survives and the allocator is rebuilt from the pages files hold.
+ */
 static void truncate_pages(struct meta_state *s, struct inode *in, uint64_t first)
 {
-	uint32_t i = pages_lower(in, first);
+	uint32_t i = pages_lower(in, first), n = in->f.npages - i;
+	struct page *cut = NULL;
 
+	if (n == 0)
+		return;
+	if (in->nleases > 0) {
+		cut = realloc(in->f.cut, ((size_t)in->f.ncut + n) * sizeof(*cut));
+		if (cut)
+			in->f.cut = cut;
+	}
 	for (uint32_t j = i; j < in->f.npages; j++) {
-		page_release(s, in->pool->page_size, &in->f.pages[j]);
+		if (cut)
+			in->f.cut[in->f.ncut++] = in->f.pages[j];
+		else /* no lease, or no memory to wait: free now, as before */
+			page_release(s, in->pool->page_size, &in->f.pages[j]);
 		db_del_page(s, in->ino, in->f.pages[j].index);
 	}
-	in->pool->pages -= in->f.npages - i;
+	in->pool->pages -= n;
 	in->f.npages = i;
 	pages_shrink(&in->f.pages, i);
 }
@@ -2566,10 +2598,13 @@ err_unlock:
 static void lease_drop(struct meta_state *s, struct inode *in)
 {
 	in->nleases--;
-	if (in->nlink == 0 && in->nleases == 0)
+	if (in->nlink == 0 && in->nleases == 0) {
 		inode_destroy(s, in);
-	else
-		lru_update(s, in); /* a close counts as a use: it joins the LRU at the tail */
+		return;
+	}
+	if (in->nleases == 0 && is_reg(in) && in->f.ncut)
+		cut_release(s, in);
+	lru_update(s, in); /* a close counts as a use: it joins the LRU at the tail */
 }
 
 int meta_state_close(struct meta_state *s, uint64_t ino, uint64_t lease)

@@ -1052,6 +1052,84 @@ START_TEST(test_efbig_abort_commit)
 }
 END_TEST
 
+/*
+ * Pages a truncate cuts off a file that a node holds open stay allocated until the last lease
+ * goes: that node may still write into them through its page map, and handing them to another
+ * file would put one file's bytes into another.
+ */
+START_TEST(test_truncate_under_lease)
+{
+	uint64_t p = mkpool("tl", 1 * MiB, 0, KVFS_EVICT_LRU, 0), f = mkfile(p, "f"),
+		 g = mkfile(p, "g");
+	struct kvfs_attr set = {0}, a;
+	struct kvfs_layout *l = NULL;
+	struct kvfs_page_ref ref;
+	uint64_t lease, lease2;
+
+	write_pages(f, 0, 4, MiB);
+	ck_assert_int_eq(ops->open(m, f, 1, &lease, &l), 0);
+	kvfs_layout_free(l);
+	ck_assert_int_eq(ops->open(m, f, 1, &lease2, NULL), 0);
+	set.size = MiB;
+	ck_assert_int_eq(ops->setattr(m, f, &set, KVFS_SET_SIZE, &a), 0);
+	ck_assert_uint_eq(a.blocks, MiB / 512);
+	ck_assert_uint_eq(pool_used(p), MiB);
+	/* the three cut pages are still taken: a new file cannot get any of them */
+	ck_assert_uint_eq(kvfs_palloc_free_bytes(pa), 1 * GiB - 4 * MiB);
+	ck_assert_int_eq(ops->alloc(m, g, 0, 1, 1, &ref), 0);
+	ck_assert_int_eq(ops->abort(m, g, &ref, 1), 0);
+	ck_assert_int_eq(ops->close(m, f, lease), 0);
+	ck_assert_uint_eq(kvfs_palloc_free_bytes(pa), 1 * GiB - 4 * MiB);
+	/* the last close frees them */
+	ck_assert_int_eq(ops->close(m, f, lease2), 0);
+	ck_assert_uint_eq(kvfs_palloc_free_bytes(pa), 1 * GiB - MiB);
+	/* unlinked while leased and cut: everything goes at the last close */
+	write_pages(f, 1, 3, MiB);
+	ck_assert_int_eq(ops->open(m, f, 1, &lease, NULL), 0);
+	set.size = 0;
+	ck_assert_int_eq(ops->setattr(m, f, &set, KVFS_SET_SIZE, &a), 0);
+	ck_assert_int_eq(ops->unlink(m, p, "f"), 0);
+	ck_assert_uint_eq(kvfs_palloc_free_bytes(pa), 1 * GiB - 4 * MiB);
+	ck_assert_int_eq(ops->close(m, f, lease), 0);
+	ck_assert_uint_eq(kvfs_palloc_free_bytes(pa), 1 * GiB);
+	/* without a lease a truncate frees at once */
+	write_pages(g, 0, 2, MiB);
+	set.size = 1;
+	ck_assert_int_eq(ops->setattr(m, g, &set, KVFS_SET_SIZE, &a), 0);
+	ck_assert_uint_eq(kvfs_palloc_free_bytes(pa), 1 * GiB - MiB);
+}
+END_TEST
+
+/* truncate(2) changes the times only with the size; explicit times always win */
+START_TEST(test_truncate_times)
+{
+	uint64_t p = mkpool("tt", 1 * MiB, 0, KVFS_EVICT_LRU, 0), f = mkfile(p, "f");
+	struct kvfs_attr set = {0}, a;
+
+	set.mtime_ns = set.ctime_ns = 1000;
+	ck_assert_int_eq(ops->setattr(m, f, &set, KVFS_SET_MTIME | KVFS_SET_CTIME, &a), 0);
+	ck_assert_int_eq(a.mtime_ns, 1000);
+	set.size = 0;
+	ck_assert_int_eq(ops->setattr(m, f, &set, KVFS_SET_SIZE, &a), 0);
+	ck_assert_int_eq(a.mtime_ns, 1000);
+	ck_assert_int_eq(a.ctime_ns, 1000);
+	set.size = 10;
+	ck_assert_int_eq(ops->setattr(m, f, &set, KVFS_SET_SIZE, &a), 0);
+	ck_assert_int_gt(a.mtime_ns, 1000);
+	ck_assert_int_gt(a.ctime_ns, 1000);
+	set.mtime_ns = set.ctime_ns = 2000;
+	ck_assert_int_eq(
+		ops->setattr(m, f, &set, KVFS_SET_SIZE | KVFS_SET_MTIME | KVFS_SET_CTIME, &a), 0);
+	ck_assert_int_eq(a.mtime_ns, 2000);
+	ck_assert_int_eq(a.ctime_ns, 2000);
+	/* a mode change is a status change */
+	set.mode = 0600;
+	ck_assert_int_eq(ops->setattr(m, f, &set, KVFS_SET_MODE, &a), 0);
+	ck_assert_int_gt(a.ctime_ns, 2000);
+	ck_assert_int_eq(a.mtime_ns, 2000);
+}
+END_TEST
+
 START_TEST(test_xattrs)
 {
 	uint64_t p = mkpool("kv", PS, 0, KVFS_EVICT_LRU, 0);
@@ -1189,6 +1267,8 @@ static Suite *meta_suite(void)
 	tcase_add_test(tc, test_lru_eviction);
 	tcase_add_test(tc, test_none_enospc);
 	tcase_add_test(tc, test_efbig_abort_commit);
+	tcase_add_test(tc, test_truncate_under_lease);
+	tcase_add_test(tc, test_truncate_times);
 	tcase_add_test(tc, test_xattrs);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
