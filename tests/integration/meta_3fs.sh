@@ -178,7 +178,8 @@ post /v1/exists "{\"parent\":$ROOT,\"names\":[\"x\"],\"names_hex\":[\"fe41\",\"f
 expect 200 '{"exists":[false],"exists_hex":[true,false]}' "exists with names_hex"
 post /v1/lookup "$(printf '{"parent":%s,"name":"\xfe\x41"}' "$ROOT")"
 expect_err 400 "raw bytes that are not UTF-8 in the body"
-case $BODY in *'not UTF-8'*'_hex'*) ok "the 400 says to use _hex" ;; *) fail "message: $BODY" ;; esac
+case $BODY in *'not UTF-8'*'_hex'*) ok "the 400 says to use _hex" ;;
+*) fail "message: $BODY" ;; esac
 for bad in '"name_hex":"fe4"' '"name_hex":"fezz"' '"name_hex":"fe00"' '"name_hex":7' \
 	'"name":"x","name_hex":"78"' '"name":"a\u0000b"' '"name_hex":""'; do
 	post /v1/lookup "{\"parent\":$ROOT,$bad}"

@@ -5,11 +5,12 @@
  * data directory), and kvfs-meta's native routes and membership through it.
  *
  * Cases: every op of struct kvfs_meta_ops round trip; names that are any bytes (not UTF-8, 255
- * long) through every op that carries one and back from readdir and listxattr; errors come back as their errno; a node
- * that stops heartbeating is declared dead (its lru files dropped, its none files marked lost)
- * and gets -ESTALE; the heartbeat thread re-registers after that and reports it; the service
- * killed with -9 makes calls fail with -EIO within their deadline; restarted on the same port,
- * calls work again, committed state is there and a node resumes with its incarnation.
+ * long) through every op that carries one and back from readdir and listxattr; errors come back
+ * as their errno; a node that stops heartbeating is declared dead (its lru files dropped, its
+ * none files marked lost) and gets -ESTALE; the heartbeat thread re-registers after that and
+ * reports it; the service killed with -9 makes calls fail with -EIO within their deadline;
+ * restarted on the same port, calls work again, committed state is there and a node resumes
+ * with its incarnation.
  */
 #include <check.h>
 #include <errno.h>
