@@ -278,6 +278,17 @@ static struct http *hp(struct kvfs_meta *m)
 
 #define JI(x) ((json_int_t)(x))
 
+/* @req (consumed) with the name @name under @key, in codec.h's encoding of names; NULL when out
+ * of memory (call() answers that with -ENOMEM). */
+static json_t *named(json_t *req, const char *key, const char *name)
+{
+	if (req && kvfs_meta_json_set_name(req, key, name)) {
+		json_decref(req);
+		return NULL;
+	}
+	return req;
+}
+
 /* Decode the "attr" member of @resp (consumed) into *ret. */
 static int attr_of(json_t *resp, struct kvfs_attr *ret)
 {
@@ -598,7 +609,7 @@ static int h_lookup(struct kvfs_meta *m, uint64_t parent, const char *name,
 	json_t *resp = NULL;
 	int r;
 
-	r = call(hp(m), "/v1/lookup", json_pack("{sI ss}", "parent", JI(parent), "name", name),
+	r = call(hp(m), "/v1/lookup", named(json_pack("{sI}", "parent", JI(parent)), "name", name),
 		 true, &resp);
 	return r ? r : attr_of(resp, ret_attr);
 }
@@ -637,8 +648,9 @@ static int h_create(struct kvfs_meta *m, uint64_t parent, const char *name, uint
 	int r;
 
 	r = call(hp(m), "/v1/create",
-		 json_pack("{sI ss sI sI sI sb}", "parent", JI(parent), "name", name, "mode",
-			   JI(mode), "uid", JI(uid), "gid", JI(gid), "excl", excl),
+		 named(json_pack("{sI sI sI sI sb}", "parent", JI(parent), "mode", JI(mode), "uid",
+				 JI(uid), "gid", JI(gid), "excl", excl),
+		       "name", name),
 		 false, &resp);
 	return r ? r : attr_of(resp, ret_attr);
 }
@@ -650,30 +662,33 @@ static int h_mkdir(struct kvfs_meta *m, uint64_t parent, const char *name, uint3
 	int r;
 
 	r = call(hp(m), "/v1/mkdir",
-		 json_pack("{sI ss sI sI sI}", "parent", JI(parent), "name", name, "mode", JI(mode),
-			   "uid", JI(uid), "gid", JI(gid)),
+		 named(json_pack("{sI sI sI sI}", "parent", JI(parent), "mode", JI(mode), "uid",
+				 JI(uid), "gid", JI(gid)),
+		       "name", name),
 		 false, &resp);
 	return r ? r : attr_of(resp, ret_attr);
 }
 
 static int h_unlink(struct kvfs_meta *m, uint64_t parent, const char *name)
 {
-	return call(hp(m), "/v1/unlink", json_pack("{sI ss}", "parent", JI(parent), "name", name),
-		    false, NULL);
+	return call(hp(m), "/v1/unlink",
+		    named(json_pack("{sI}", "parent", JI(parent)), "name", name), false, NULL);
 }
 
 static int h_rmdir(struct kvfs_meta *m, uint64_t parent, const char *name)
 {
-	return call(hp(m), "/v1/rmdir", json_pack("{sI ss}", "parent", JI(parent), "name", name),
-		    false, NULL);
+	return call(hp(m), "/v1/rmdir",
+		    named(json_pack("{sI}", "parent", JI(parent)), "name", name), false, NULL);
 }
 
 static int h_rename(struct kvfs_meta *m, uint64_t parent, const char *name, uint64_t newparent,
 		    const char *newname, unsigned flags)
 {
 	return call(hp(m), "/v1/rename",
-		    json_pack("{sI ss sI ss sI}", "parent", JI(parent), "name", name, "newparent",
-			      JI(newparent), "newname", newname, "flags", JI(flags)),
+		    named(named(json_pack("{sI sI sI}", "parent", JI(parent), "newparent",
+					  JI(newparent), "flags", JI(flags)),
+				"name", name),
+			  "newname", newname),
 		    false, NULL);
 }
 
@@ -816,8 +831,8 @@ static int h_setxattr(struct kvfs_meta *m, uint64_t ino, const char *name, const
 	if (!enc)
 		return -ENOMEM;
 	r = call(hp(m), "/v1/xattr/set",
-		 json_pack("{sI ss ss sI}", "ino", JI(ino), "name", name, "value", enc, "flags",
-			   JI(flags)),
+		 named(json_pack("{sI ss sI}", "ino", JI(ino), "value", enc, "flags", JI(flags)),
+		       "name", name),
 		 false, NULL);
 	free(enc);
 	return r;
@@ -831,8 +846,8 @@ static int h_getxattr(struct kvfs_meta *m, uint64_t ino, const char *name, void 
 	size_t len = 0;
 	int r;
 
-	r = call(hp(m), "/v1/xattr/get", json_pack("{sI ss}", "ino", JI(ino), "name", name), true,
-		 &resp);
+	r = call(hp(m), "/v1/xattr/get", named(json_pack("{sI}", "ino", JI(ino)), "name", name),
+		 true, &resp);
 	if (r)
 		return r;
 	v = resp ? json_object_get(resp, "value") : NULL;
@@ -852,9 +867,35 @@ static int h_getxattr(struct kvfs_meta *m, uint64_t ino, const char *name, void 
 	return r;
 }
 
+/* Advance *off over the names in @arr (@hex: the "names_hex" twin), each with its NUL, copying
+ * them to @buf + *off when @buf is not NULL (the caller checked that they fit). -EIO for an
+ * answer that is not an array of names. */
+static int xattr_names(const json_t *arr, bool hex, char *buf, size_t *off)
+{
+	char name[KVFS_NAME_MAX + 1];
+
+	if (json_is_null(arr))
+		arr = NULL;
+	if (arr && !json_is_array(arr))
+		return -EIO;
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		size_t len;
+
+		if (kvfs_meta_json_name_item(json_array_get(arr, i), hex, "names", i, name,
+					     KVFS_NAME_MAX, NULL) ||
+		    !name[0])
+			return -EIO;
+		len = strlen(name) + 1;
+		if (buf)
+			memcpy(buf + *off, name, len);
+		*off += len;
+	}
+	return 0;
+}
+
 static int h_listxattr(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size, size_t *ret_len)
 {
-	json_t *resp = NULL, *arr;
+	json_t *resp = NULL, *arr, *hex;
 	size_t need = 0, off = 0;
 	int r;
 
@@ -862,24 +903,16 @@ static int h_listxattr(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size
 	if (r)
 		return r;
 	arr = resp ? json_object_get(resp, "names") : NULL;
-	if (!json_is_array(arr))
+	hex = resp ? json_object_get(resp, "names_hex") : NULL;
+	if (!json_is_array(arr) || xattr_names(arr, false, NULL, &need) ||
+	    xattr_names(hex, true, NULL, &need))
 		r = -EIO;
-	for (size_t i = 0; r == 0 && i < json_array_size(arr); i++) {
-		json_t *v = json_array_get(arr, i);
-
-		if (!json_is_string(v))
-			r = -EIO;
-		else
-			need += json_string_length(v) + 1;
-	}
 	if (r == 0 && size && size < need)
 		r = -ERANGE;
-	for (size_t i = 0; r == 0 && size && i < json_array_size(arr); i++) {
-		json_t *v = json_array_get(arr, i);
-
-		memcpy(buf + off, json_string_value(v), json_string_length(v) + 1);
-		off += json_string_length(v) + 1;
-	}
+	/* the second pass cannot fail: the first checked the same names */
+	if (r == 0 && size &&
+	    (xattr_names(arr, false, buf, &off) || xattr_names(hex, true, buf, &off)))
+		r = -EIO;
 	json_decref(resp);
 	if (r == 0)
 		*ret_len = need;
@@ -888,8 +921,8 @@ static int h_listxattr(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size
 
 static int h_removexattr(struct kvfs_meta *m, uint64_t ino, const char *name)
 {
-	return call(hp(m), "/v1/xattr/remove", json_pack("{sI ss}", "ino", JI(ino), "name", name),
-		    false, NULL);
+	return call(hp(m), "/v1/xattr/remove",
+		    named(json_pack("{sI}", "ino", JI(ino)), "name", name), false, NULL);
 }
 
 static int h_statfs(struct kvfs_meta *m, uint64_t ino, struct kvfs_statfs *ret)

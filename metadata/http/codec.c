@@ -34,6 +34,12 @@ int kvfs_meta_json_parse(const char *buf, size_t len, json_t **ret,
 	if (!buf || !len)
 		return kvfs_meta_json_fail(err, -EPROTO, "empty body: a JSON object is required");
 	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	if (!j && json_error_code(&je) == json_error_invalid_utf8)
+		return kvfs_meta_json_fail(
+			err, -EPROTO,
+			"body is not UTF-8 at line %d column %d (%s): send names "
+			"that are not UTF-8 as hex under \"<key>_hex\"",
+			je.line, je.column, je.text);
 	if (!j)
 		return kvfs_meta_json_fail(err, -EPROTO, "malformed JSON at line %d column %d: %s",
 					   je.line, je.column, je.text);
@@ -185,6 +191,160 @@ int kvfs_meta_json_array(const json_t *obj, const char *name, bool required, siz
 					   max);
 	*ret = v;
 	return 0;
+}
+
+/* ---- names (the encoding is described in codec.h) ---- */
+
+static const char hex_digits[] = "0123456789abcdef";
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* "<key>_hex"; keys are our own short constants. */
+static void hex_key(const char *key, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s_hex", key);
+}
+
+/*
+ * The JSON value of the name @name of @len bytes: the string itself when jansson takes it, else
+ * its hex, with *ret_hex saying which. jansson refuses exactly the bytes that are not UTF-8, so
+ * the plain form is chosen by the same rule that json_loads() will check on the other side; a
+ * refusal for memory falls back to hex too, which is still a correct encoding of any name.
+ * NULL when out of memory.
+ */
+static json_t *name_value(const char *name, size_t len, bool *ret_hex)
+{
+	json_t *v = json_stringn(name, len);
+	char *hex;
+
+	*ret_hex = false;
+	if (v)
+		return v;
+	hex = malloc(2 * len + 1);
+	if (!hex)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		hex[2 * i] = hex_digits[(unsigned char)name[i] >> 4];
+		hex[2 * i + 1] = hex_digits[(unsigned char)name[i] & 15];
+	}
+	hex[2 * len] = 0;
+	v = json_stringn_nocheck(hex, 2 * len);
+	free(hex);
+	*ret_hex = true;
+	return v;
+}
+
+static int set_name(json_t *obj, const char *key, const char *name, size_t len)
+{
+	char hkey[64];
+	bool hex;
+	json_t *v = name_value(name, len, &hex);
+
+	if (!v)
+		return -ENOMEM;
+	hex_key(key, hkey, sizeof(hkey));
+	return json_object_set_new(obj, hex ? hkey : key, v) ? -ENOMEM : 0; /* v consumed */
+}
+
+int kvfs_meta_json_set_name(json_t *obj, const char *key, const char *name)
+{
+	return set_name(obj, key, name, strlen(name));
+}
+
+int kvfs_meta_json_append_name(json_t *arr, json_t *arr_hex, const char *name)
+{
+	bool hex;
+	json_t *v = name_value(name, strlen(name), &hex);
+
+	if (!v)
+		return -ENOMEM;
+	return json_array_append_new(hex ? arr_hex : arr, v) ? -ENOMEM : 0;
+}
+
+/* Decode the name value @v (@hex: its hex form) into @buf; @what names it in messages. */
+static int name_of(const json_t *v, bool hex, const char *what, char *buf, size_t max,
+		   struct kvfs_meta_json_error *err)
+{
+	const char *s;
+	size_t len;
+
+	if (!json_is_string(v))
+		return kvfs_meta_json_fail(err, -EPROTO, "%s must be a string", what);
+	s = json_string_value(v);
+	len = json_string_length(v);
+	if (!hex) {
+		if (len > max)
+			return kvfs_meta_json_fail(err, -EINVAL, "%s is longer than %zu bytes",
+						   what, max);
+		if (memchr(s, 0, len))
+			return kvfs_meta_json_fail(err, -EINVAL, "%s contains a NUL byte", what);
+		memcpy(buf, s, len);
+		buf[len] = 0;
+		return 0;
+	}
+	if (len % 2)
+		return kvfs_meta_json_fail(
+			err, -EINVAL, "%s must be an even number of hex digits (2 a byte)", what);
+	if (len / 2 > max)
+		return kvfs_meta_json_fail(err, -EINVAL, "%s is longer than %zu bytes", what, max);
+	/* check all before writing @buf: it is an output, written only on success */
+	for (size_t i = 0; i < len; i += 2) {
+		int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return kvfs_meta_json_fail(err, -EINVAL,
+						   "%s: character %zu is not a hex digit", what,
+						   hi < 0 ? i : i + 1);
+		if (!hi && !lo)
+			return kvfs_meta_json_fail(err, -EINVAL, "%s contains a NUL byte (00)",
+						   what);
+	}
+	for (size_t i = 0; i < len; i += 2)
+		buf[i / 2] = (char)(hex_value(s[i]) << 4 | hex_value(s[i + 1]));
+	buf[len / 2] = 0;
+	return 0;
+}
+
+int kvfs_meta_json_name(const json_t *obj, const char *key, bool required, char *buf, size_t max,
+			struct kvfs_meta_json_error *err)
+{
+	char hkey[64], what[80];
+	json_t *v = NULL, *h = NULL;
+	int r;
+
+	hex_key(key, hkey, sizeof(hkey));
+	if ((r = field(obj, key, false, &v, err)) || (r = field(obj, hkey, false, &h, err)))
+		return r;
+	if (v && h)
+		return kvfs_meta_json_fail(err, -EPROTO, "give field '%s' or '%s', not both", key,
+					   hkey);
+	if (!v && !h) {
+		if (required)
+			return kvfs_meta_json_fail(err, -EPROTO, "missing field '%s' (or '%s')",
+						   key, hkey);
+		buf[0] = 0;
+		return 0;
+	}
+	snprintf(what, sizeof(what), "field '%s'", h ? hkey : key);
+	return name_of(h ? h : v, h != NULL, what, buf, max, err);
+}
+
+int kvfs_meta_json_name_item(const json_t *v, bool hex, const char *what, size_t i, char *buf,
+			     size_t max, struct kvfs_meta_json_error *err)
+{
+	char w[80];
+
+	snprintf(w, sizeof(w), "%s%s[%zu]", what, hex ? "_hex" : "", i);
+	return name_of(v, hex, w, buf, max, err);
 }
 
 /* json_pack with "I" takes json_int_t; unsigned fields above INT64_MAX cannot be represented
@@ -371,9 +531,14 @@ err_free:
 
 json_t *kvfs_meta_json_from_dirent(const struct kvfs_dirent *d)
 {
-	return json_pack("{sI s s% so}", "cookie", JI(d->cookie), "name", d->name,
-			 strnlen(d->name, KVFS_NAME_MAX), "attr",
-			 kvfs_meta_json_from_attr(&d->attr));
+	json_t *j = json_pack("{sI so}", "cookie", JI(d->cookie), "attr",
+			      kvfs_meta_json_from_attr(&d->attr));
+
+	if (j && set_name(j, "name", d->name, strnlen(d->name, KVFS_NAME_MAX))) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 int kvfs_meta_json_to_dirent(const json_t *j, struct kvfs_dirent *ret,
@@ -384,7 +549,7 @@ int kvfs_meta_json_to_dirent(const json_t *j, struct kvfs_dirent *ret,
 	int r;
 
 	if ((r = kvfs_meta_json_u64(j, "cookie", true, 0, &d.cookie, err)) ||
-	    (r = kvfs_meta_json_str(j, "name", true, NULL, d.name, KVFS_NAME_MAX, err)) ||
+	    (r = kvfs_meta_json_name(j, "name", true, d.name, KVFS_NAME_MAX, err)) ||
 	    (r = field(j, "attr", true, &a, err)) ||
 	    (r = kvfs_meta_json_to_attr(a, false, &d.attr, err)))
 		return r;

@@ -47,6 +47,39 @@ int kvfs_meta_json_bool(const json_t *obj, const char *field, bool required, boo
 /* A string without NUL bytes of at most @max bytes, copied into @buf (max + 1 bytes). */
 int kvfs_meta_json_str(const json_t *obj, const char *field, bool required, const char *def,
 		       char *buf, size_t max, struct kvfs_meta_json_error *err);
+/*
+ * Names. A file name or an xattr name is bytes (any but NUL, and '/' for file names), but a JSON
+ * string must be UTF-8, so every name-carrying key K of the native API has a sibling "K_hex":
+ *   - a name that is valid UTF-8 travels as a plain JSON string under K ("name": "f.bin"), so
+ *     existing bodies stay valid and curl users can type names;
+ *   - any other name travels under "K_hex" as lowercase hex, two digits per byte
+ *     ("name_hex": "fe41"). Hex rather than base64: a name is at most 255 bytes, so size does
+ *     not matter, while hex is what `xxd -p` prints and `xxd -r -p` reads back, has no padding
+ *     and no alphabet variants, and its length bounds the name exactly (2 digits a byte).
+ *     A sibling key rather than a value that is a string or an object: each key keeps one JSON
+ *     type, which typed clients decode without guessing.
+ * Encoders choose the plain form whenever jansson accepts the bytes as a string; decoders accept
+ * either form for any name (a client may always send hex) but never both, and the hex form in
+ * either case. A decoded name is 0..@max bytes without NUL; callers reject empty names.
+ * Arrays of names ("names" of xattr list and exists) follow the same rule with two arrays: K
+ * holds the UTF-8 names, "K_hex" the others (omitted when empty in answers). See docs/API.md.
+ */
+/* Put @name (NUL-terminated) into @obj under @key or "<key>_hex". Returns 0 or -ENOMEM. */
+int kvfs_meta_json_set_name(json_t *obj, const char *key, const char *name);
+/* The name under @key or "<key>_hex" into @buf (@max + 1 bytes). Errors: -EPROTO when both or
+ * (required) neither are present or one is not a string; -EINVAL when longer than @max bytes,
+ * when it holds a NUL byte, or when the hex is not an even number of hex digits. A missing
+ * optional name gives "". */
+int kvfs_meta_json_name(const json_t *obj, const char *key, bool required, char *buf, size_t max,
+			struct kvfs_meta_json_error *err);
+/* Append @name (NUL-terminated) to @arr when it is UTF-8, else as hex to @arr_hex. Returns 0 or
+ * -ENOMEM. */
+int kvfs_meta_json_append_name(json_t *arr, json_t *arr_hex, const char *name);
+/* Decode @v, item @i of the name array @what (@hex: of its "_hex" twin), as
+ * kvfs_meta_json_name() does. */
+int kvfs_meta_json_name_item(const json_t *v, bool hex, const char *what, size_t i, char *buf,
+			     size_t max, struct kvfs_meta_json_error *err);
+
 /* The array field, borrowed; -EPROTO when missing (required) or not an array, -EINVAL when
  * longer than @max. A missing optional array gives *ret = NULL. */
 int kvfs_meta_json_array(const json_t *obj, const char *field, bool required, size_t max,
@@ -79,7 +112,7 @@ json_t *kvfs_meta_json_from_layout(const struct kvfs_layout *l);
 int kvfs_meta_json_to_layout(const json_t *j, struct kvfs_layout **ret,
 			     struct kvfs_meta_json_error *err);
 
-/* struct kvfs_dirent as {"cookie", "name", "attr"}. */
+/* struct kvfs_dirent as {"cookie", "name" or "name_hex", "attr"}. */
 json_t *kvfs_meta_json_from_dirent(const struct kvfs_dirent *d);
 int kvfs_meta_json_to_dirent(const json_t *j, struct kvfs_dirent *ret,
 			     struct kvfs_meta_json_error *err);

@@ -471,7 +471,7 @@ static int parent_name(const json_t *req, uint64_t *parent, char *name,
 	int r;
 
 	if ((r = kvfs_meta_json_u64(req, "parent", true, 0, parent, err)) ||
-	    (r = kvfs_meta_json_str(req, "name", true, NULL, name, KVFS_NAME_MAX, err)))
+	    (r = kvfs_meta_json_name(req, "name", true, name, KVFS_NAME_MAX, err)))
 		return r;
 	if (!name[0])
 		return kvfs_meta_json_fail(err, -EINVAL, "field 'name' must not be empty");
@@ -607,44 +607,66 @@ static int h_layout(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta
 	return answer(j, ret, err);
 }
 
+/* Answer @names (@hex: the "names_hex" twin) of exists into @res. A name that cannot exist
+ * (empty, too long, with a NUL, bad hex) is false; a bad type fails the request. */
+static int exists_of(struct meta_state *s, uint64_t parent, const json_t *names, bool hex,
+		     json_t *res, struct kvfs_meta_json_error *err)
+{
+	char name[KVFS_NAME_MAX + 1];
+
+	for (size_t i = 0; i < json_array_size(names); i++) {
+		const json_t *v = json_array_get(names, i);
+		struct kvfs_attr a;
+		bool ex = false;
+		int r;
+
+		if (!json_is_string(v))
+			return kvfs_meta_json_fail(err, -EPROTO, "names%s[%zu] must be a string",
+						   hex ? "_hex" : "", i);
+		if (kvfs_meta_json_name_item(v, hex, "names", i, name, KVFS_NAME_MAX, NULL) == 0 &&
+		    name[0]) {
+			r = meta_state_lookup(s, parent, name, &a);
+			if (r && r != -ENOENT && r != -ENAMETOOLONG && r != -EINVAL)
+				return r; /* e.g. the parent is missing or not a directory */
+			ex = r == 0;
+		}
+		if (json_array_append_new(res, json_boolean(ex)))
+			return oom(err);
+	}
+	return 0;
+}
+
 static int h_exists(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
 {
-	json_t *names = NULL, *res;
+	json_t *names = NULL, *hex = NULL, *res = NULL, *res_hex = NULL;
 	uint64_t parent;
 	int r;
 
 	if ((r = kvfs_meta_json_u64(req, "parent", true, 0, &parent, err)) ||
-	    (r = kvfs_meta_json_array(req, "names", true, BATCH_MAX, &names, err)))
+	    (r = kvfs_meta_json_array(req, "names", false, BATCH_MAX, &names, err)) ||
+	    (r = kvfs_meta_json_array(req, "names_hex", false, BATCH_MAX, &hex, err)))
 		return r;
-	for (size_t i = 0; i < json_array_size(names); i++) {
-		json_t *v = json_array_get(names, i);
-
-		if (!json_is_string(v))
-			return kvfs_meta_json_fail(err, -EPROTO, "names[%zu] must be a string", i);
-	}
+	if (!names && !hex)
+		return kvfs_meta_json_fail(err, -EPROTO, "missing field 'names' (or 'names_hex')");
 	res = json_array();
-	for (size_t i = 0; res && i < json_array_size(names); i++) {
-		json_t *v = json_array_get(names, i);
-		struct kvfs_attr a;
-		bool ex = false;
-
-		if (json_string_length(v) <= KVFS_NAME_MAX &&
-		    strlen(json_string_value(v)) == json_string_length(v)) {
-			r = meta_state_lookup(st(ctx), parent, json_string_value(v), &a);
-			if (r && r != -ENOENT && r != -ENAMETOOLONG && r != -EINVAL) {
-				json_decref(res);
-				return r; /* e.g. the parent is missing or not a directory */
-			}
-			ex = r == 0;
-		}
-		if (json_array_append_new(res, json_boolean(ex))) {
-			json_decref(res);
-			res = NULL;
-		}
+	res_hex = hex ? json_array() : NULL;
+	if (!res || (hex && !res_hex)) {
+		r = oom(err);
+		goto err_free;
 	}
-	if (!res)
-		return oom(err);
-	return answer(json_pack("{so}", "exists", res), ret, err);
+	if ((r = exists_of(st(ctx), parent, names, false, res, err)) ||
+	    (r = exists_of(st(ctx), parent, hex, true, res_hex, err)))
+		goto err_free;
+	/* "exists_hex" answers "names_hex", item for item, and only when it was asked */
+	r = answer(hex ? json_pack("{so so}", "exists", res, "exists_hex", res_hex)
+		       : json_pack("{so}", "exists", res),
+		   ret, err);
+	return r;
+
+err_free:
+	json_decref(res_hex);
+	json_decref(res);
+	return r;
 }
 
 static int h_readdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
@@ -761,7 +783,7 @@ static int h_rename(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta
 
 	if ((r = parent_name(req, &parent, name, err)) ||
 	    (r = kvfs_meta_json_u64(req, "newparent", true, 0, &newparent, err)) ||
-	    (r = kvfs_meta_json_str(req, "newname", true, NULL, newname, KVFS_NAME_MAX, err)) ||
+	    (r = kvfs_meta_json_name(req, "newname", true, newname, KVFS_NAME_MAX, err)) ||
 	    (r = kvfs_meta_json_u32(req, "flags", false, 0, &flags, err)))
 		return r;
 	if (!newname[0])
@@ -923,7 +945,7 @@ static int ino_xname(const json_t *req, uint64_t *ino, char *name, struct kvfs_m
 	int r;
 
 	if ((r = kvfs_meta_json_u64(req, "ino", true, 0, ino, err)) ||
-	    (r = kvfs_meta_json_str(req, "name", true, NULL, name, KVFS_NAME_MAX, err)))
+	    (r = kvfs_meta_json_name(req, "name", true, name, KVFS_NAME_MAX, err)))
 		return r;
 	return 0;
 }
@@ -984,7 +1006,7 @@ static int h_xattr_list(void *ctx, const json_t *req, json_t **ret,
 	char *buf = NULL;
 	size_t len = 0;
 	uint64_t ino;
-	json_t *arr;
+	json_t *arr, *hex;
 	int r;
 
 	r = kvfs_meta_json_u64(req, "ino", true, 0, &ino, err);
@@ -1006,15 +1028,21 @@ static int h_xattr_list(void *ctx, const json_t *req, json_t **ret,
 		free(buf);
 		return r;
 	}
+	/* UTF-8 names in "names", the others in "names_hex" (only when there are some) */
 	arr = json_array();
-	for (size_t off = 0; arr && off < len; off += strlen(buf + off) + 1)
-		if (json_array_append_new(arr, json_string(buf + off))) {
-			json_decref(arr);
-			arr = NULL;
-		}
+	hex = json_array();
+	r = arr && hex ? 0 : -ENOMEM;
+	for (size_t off = 0; r == 0 && off < len; off += strlen(buf + off) + 1)
+		r = kvfs_meta_json_append_name(arr, hex, buf + off);
 	free(buf);
-	if (!arr)
+	if (r) {
+		json_decref(arr);
+		json_decref(hex);
 		return oom(err);
+	}
+	if (json_array_size(hex))
+		return answer(json_pack("{so so}", "names", arr, "names_hex", hex), ret, err);
+	json_decref(hex);
 	return answer(json_pack("{so}", "names", arr), ret, err);
 }
 

@@ -259,9 +259,20 @@ static enum MHD_Result send_json(struct MHD_Connection *c, struct request *rq, u
 static enum MHD_Result send_error(struct MHD_Connection *c, struct request *rq, unsigned status,
 				  int err, const char *msg)
 {
-	json_t *j =
-		json_pack("{ss si}", "error", msg && *msg ? msg : strerror(-err), "errno", -err);
+	const char *text = msg && *msg ? msg : strerror(-err);
+	json_t *j = json_pack("{ss si}", "error", text, "errno", -err);
+	char ascii[256];
 
+	/* jansson refuses a message that is not UTF-8 (a parse error quoting the body, cut in the
+	 * middle of a character): send its ASCII rather than drop the connection */
+	if (!j) {
+		size_t i;
+
+		for (i = 0; text[i] && i + 1 < sizeof(ascii); i++)
+			ascii[i] = (unsigned char)text[i] < 0x80 ? text[i] : '?';
+		ascii[i] = 0;
+		j = json_pack("{ss si}", "error", ascii, "errno", -err);
+	}
 	if (!j)
 		return MHD_NO;
 	return send_json(c, rq, status ? status : kvfs_meta_http_status(err), j);

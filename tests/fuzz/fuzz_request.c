@@ -5,10 +5,11 @@
  *
  * Input: one selector byte, then a request body. Every body goes through the strict jansson
  * parser and every native decoder (attr, pool, node, statfs, page refs and entries, layout,
- * dirent, base64 values), and through the fast 3FS parser for all three shapes. The fast parser
- * is checked differentially: whenever it accepts a body, the jansson path must accept it too and
- * decode the same namespace, keys, confirms and releases. The selector picks the array limit, so
- * the "too many items" paths are reached with small inputs.
+ * dirent, base64 values, names in their plain and "_hex" forms, each decoded name encoded and
+ * decoded back to the same bytes), and through the fast 3FS parser for all three shapes. The
+ * fast parser is checked differentially: whenever it accepts a body, the jansson path must
+ * accept it too and decode the same namespace, keys, confirms and releases. The selector picks
+ * the array limit, so the "too many items" paths are reached with small inputs.
  *
  * Build and run: tests/fuzz/run.sh SECONDS (clang -fsanitize=fuzzer,address,undefined), or the
  * fuzz_request target meson builds when the compiler is clang.
@@ -74,6 +75,53 @@ static void differential(const json_t *j, enum kvfs_meta_3fs_shape shape, size_t
 	}
 }
 
+/* A decoded name must encode and decode back to the same bytes. */
+static void name_back(const char *name)
+{
+	char back[KVFS_NAME_MAX + 1];
+	json_t *o = json_object(), *arr = json_array(), *hex = json_array();
+	char *wire;
+	json_t *w;
+
+	CHECK(o && arr && hex);
+	CHECK(kvfs_meta_json_set_name(o, "name", name) == 0);
+	wire = json_dumps(o, JSON_COMPACT);
+	CHECK(wire && kvfs_meta_json_parse(wire, strlen(wire), &w, NULL) == 0);
+	CHECK(kvfs_meta_json_name(w, "name", true, back, KVFS_NAME_MAX, NULL) == 0);
+	CHECK(!strcmp(back, name));
+	CHECK(kvfs_meta_json_append_name(arr, hex, name) == 0);
+	CHECK(json_array_size(arr) + json_array_size(hex) == 1);
+	CHECK(kvfs_meta_json_name_item(json_array_get(json_array_size(hex) ? hex : arr, 0),
+				       json_array_size(hex) != 0, "names", 0, back, KVFS_NAME_MAX,
+				       NULL) == 0);
+	CHECK(!strcmp(back, name));
+	json_decref(w);
+	free(wire);
+	json_decref(hex);
+	json_decref(arr);
+	json_decref(o);
+}
+
+/* The name decoders (codec.h's encoding of names) over the fields and arrays that carry one. */
+static void names(const json_t *j)
+{
+	static const char *const keys[] = {"name", "newname"};
+	struct kvfs_meta_json_error err;
+	char name[KVFS_NAME_MAX + 1];
+
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (kvfs_meta_json_name(j, keys[k], false, name, KVFS_NAME_MAX, &err) == 0)
+			name_back(name);
+	for (int hex = 0; hex < 2; hex++) {
+		const json_t *arr = json_object_get(j, hex ? "names_hex" : "names");
+
+		for (size_t i = 0; i < json_array_size(arr); i++)
+			if (kvfs_meta_json_name_item(json_array_get(arr, i), hex, "names", i, name,
+						     KVFS_NAME_MAX, &err) == 0)
+				name_back(name);
+	}
+}
+
 /* Run every native decoder over @j and its likely members; only memory safety matters. */
 static void native(const json_t *j)
 {
@@ -133,6 +181,7 @@ static void native(const json_t *j)
 	kvfs_meta_json_i64(j, "mtime_ns", false, 0, &i64, &err);
 	kvfs_meta_json_bool(j, "excl", false, false, &b, &err);
 	kvfs_meta_json_str(j, "name", false, NULL, name, KVFS_NAME_MAX, &err);
+	names(j);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

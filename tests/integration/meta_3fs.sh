@@ -7,7 +7,9 @@
 # whole HiCacheHF3FS flow (404 before initialize, initialize and its repeat, reserve with LRU
 # eviction on a full rank, confirm with releases, exists, get_page_indices, delete_keys, clear),
 # bad input (malformed JSON, wrong types, an oversized body, unknown routes, wrong methods, a
-# missing or wrong token) which must get a 4xx JSON error and leave the server up, and kill -9
+# missing or wrong token, native names in a malformed "_hex" form or in raw bytes that are not
+# UTF-8) which must get a 4xx JSON error and leave the server up, names that are not UTF-8 through
+# the native routes as "name_hex"/"names_hex", and kill -9
 # followed by a restart that must keep every acknowledged change, including a reservation made
 # just before the kill.
 #
@@ -164,6 +166,27 @@ post /v2/whatever '{}'
 expect_err 404 "unknown route"
 post /v1/nonsense '{}'
 expect_err 404 "unknown native route"
+# native names are bytes: not UTF-8 travels as "<key>_hex" (docs/API.md); bad forms are 400
+post /v1/pool/create '{"name":"kv"}'
+ROOT=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["root_ino"])' "$BODY" 2>/dev/null)
+post /v1/create "{\"parent\":$ROOT,\"name_hex\":\"fe41\"}"
+expect 200 "" "create of a name that is not UTF-8 (name_hex)"
+post /v1/readdir "{\"dir\":$ROOT}"
+case $BODY in *'"name_hex":"fe41"'*) ok "readdir answers name_hex" ;;
+*) fail "readdir of a name that is not UTF-8: $BODY" ;; esac
+post /v1/exists "{\"parent\":$ROOT,\"names\":[\"x\"],\"names_hex\":[\"fe41\",\"fe\"]}"
+expect 200 '{"exists":[false],"exists_hex":[true,false]}' "exists with names_hex"
+post /v1/lookup "$(printf '{"parent":%s,"name":"\xfe\x41"}' "$ROOT")"
+expect_err 400 "raw bytes that are not UTF-8 in the body"
+case $BODY in *'not UTF-8'*'_hex'*) ok "the 400 says to use _hex" ;;
+*) fail "message: $BODY" ;; esac
+for bad in '"name_hex":"fe4"' '"name_hex":"fezz"' '"name_hex":"fe00"' '"name_hex":7' \
+	'"name":"x","name_hex":"78"' '"name":"a\u0000b"' '"name_hex":""'; do
+	post /v1/lookup "{\"parent\":$ROOT,$bad}"
+	expect_err 400 "lookup with $bad"
+done
+post /v1/unlink "{\"parent\":$ROOT,\"name_hex\":\"FE41\"}"
+expect 204 "" "unlink by upper-case name_hex"
 python3 -c 'print("{\"keys\":[" + ",".join(["\"%064x\"" % i for i in range(2000)]) + "]}")' >"$WORK/big"
 post /0/exists "@$WORK/big"
 expect_err 413 "oversized body"

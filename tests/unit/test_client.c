@@ -4,11 +4,13 @@
  * kvfs-meta (the binary named by $KVFS_META_BIN, started on a free loopback port with its own
  * data directory), and kvfs-meta's native routes and membership through it.
  *
- * Cases: every op of struct kvfs_meta_ops round trip; errors come back as their errno; a node
- * that stops heartbeating is declared dead (its lru files dropped, its none files marked lost)
- * and gets -ESTALE; the heartbeat thread re-registers after that and reports it; the service
- * killed with -9 makes calls fail with -EIO within their deadline; restarted on the same port,
- * calls work again, committed state is there and a node resumes with its incarnation.
+ * Cases: every op of struct kvfs_meta_ops round trip; names that are any bytes (not UTF-8, 255
+ * long) through every op that carries one and back from readdir and listxattr; errors come back
+ * as their errno; a node that stops heartbeating is declared dead (its lru files dropped, its
+ * none files marked lost) and gets -ESTALE; the heartbeat thread re-registers after that and
+ * reports it; the service killed with -9 makes calls fail with -EIO within their deadline;
+ * restarted on the same port, calls work again, committed state is there and a node resumes
+ * with its incarnation.
  */
 #include <check.h>
 #include <errno.h>
@@ -289,6 +291,114 @@ START_TEST(every_op)
 }
 END_TEST
 
+/* Names are bytes: every byte but NUL and '/', UTF-8 or not, up to 255, through every op that
+ * carries one, and back byte-exact from readdir and listxattr. */
+START_TEST(byte_names)
+{
+	static const char *const odd[] = {"\xfe\xff",
+					  "\x01\x7f\xfe\xff",
+					  "a\xc3",
+					  "\xc0\xaf",
+					  "\xed\xa0\x80",
+					  "\xe5\x90\x8d.bin",
+					  "new\nline",
+					  "q\"'\\*?[]",
+					  "\x80"
+					  "x",
+					  "-dash\xf8\x88"};
+	char names[8][KVFS_NAME_MAX + 1], got[8][KVFS_NAME_MAX + 1], mv[KVFS_NAME_MAX + 1];
+	struct kvfs_dirent ents[16];
+	struct kvfs_attr a, d;
+	struct svc s = {0};
+	struct kvfs_meta *m;
+	char buf[1024], val[8];
+	uint64_t root;
+	size_t n, len, nn = 0;
+
+	svc_start(&s, 0, "60000");
+	m = client(&s, 3000, false, NULL, NULL);
+	reg(m, 0, "127.0.0.1:9401");
+	root = pool(m, "kv", KVFS_EVICT_LRU);
+
+	/* each odd name: create, lookup, rename to NAME.r, unlink; a directory of it too */
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		snprintf(mv, sizeof(mv), "%s.r", odd[i]);
+		ck_assert_msg(m->ops->create(m, root, odd[i], S_IFREG | 0644, 0, 0, true, &a) == 0,
+			      "create of odd name %zu", i);
+		ck_assert_int_eq(m->ops->lookup(m, root, odd[i], &d), 0);
+		ck_assert_uint_eq(d.ino, a.ino);
+		ck_assert_int_eq(m->ops->rename(m, root, odd[i], root, mv, 0), 0);
+		ck_assert_int_eq(m->ops->lookup(m, root, odd[i], &d), -ENOENT);
+		ck_assert_int_eq(m->ops->lookup(m, root, mv, &d), 0);
+		ck_assert_int_eq(m->ops->unlink(m, root, mv), 0);
+		ck_assert_int_eq(m->ops->mkdir(m, root, odd[i], S_IFDIR | 0755, 0, 0, &d), 0);
+		ck_assert_int_eq(m->ops->rmdir(m, root, odd[i]), 0);
+	}
+	ck_assert_int_eq(m->ops->lookup(m, root, "\xfe\xfd-missing", &a), -ENOENT);
+	ck_assert_int_eq(m->ops->unlink(m, root, "\xfe\xfd-missing"), -ENOENT);
+
+	/* 255-byte names, bytes 0x01..0xff without '/', come back from readdir as they went */
+	for (int k = 0; k < 8; k++) {
+		for (int i = 0; i < KVFS_NAME_MAX; i++) {
+			int b = 1 + (i + 37 * k) % 254;
+
+			names[k][i] = (char)(b + (b >= '/'));
+		}
+		names[k][KVFS_NAME_MAX] = 0;
+		if (k == 7)
+			snprintf(names[k], sizeof(names[k]), "plain-%d", k); /* and a UTF-8 one */
+		ck_assert_int_eq(m->ops->create(m, root, names[k], S_IFREG | 0644, 0, 0, true, &a),
+				 0);
+	}
+	for (uint64_t cookie = 0;; cookie = ents[n - 1].cookie) {
+		ck_assert_int_eq(m->ops->readdir(m, root, cookie, ents, 3, &n), 0);
+		if (!n)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			ck_assert_uint_lt(nn, 8);
+			memcpy(got[nn++], ents[i].name, sizeof(ents[i].name));
+		}
+	}
+	ck_assert_uint_eq(nn, 8);
+	for (int k = 0; k < 8; k++) {
+		bool found = false;
+
+		for (size_t i = 0; i < nn; i++)
+			found |= !strcmp(got[i], names[k]);
+		ck_assert_msg(found, "readdir lost name %d", k);
+	}
+
+	/* xattr names that are not UTF-8: set, get, list, remove */
+	ck_assert_int_eq(m->ops->lookup(m, root, names[0], &a), 0);
+	ck_assert_int_eq(m->ops->setxattr(m, a.ino, "user.\xfe\xff", "raw", 3, 0), 0);
+	ck_assert_int_eq(m->ops->setxattr(m, a.ino, "user.ok", "ok", 2, 0), 0);
+	memcpy(names[1], "user.", 5); /* a 255-byte xattr name that is not UTF-8 */
+	ck_assert_int_eq(m->ops->setxattr(m, a.ino, names[1], "long", 4, 0), 0);
+	ck_assert_int_eq(m->ops->getxattr(m, a.ino, "user.\xfe\xff", val, sizeof(val), &len), 0);
+	ck_assert_uint_eq(len, 3);
+	ck_assert_mem_eq(val, "raw", 3);
+	ck_assert_int_eq(m->ops->getxattr(m, a.ino, names[1], val, sizeof(val), &len), 0);
+	ck_assert_mem_eq(val, "long", 4);
+	ck_assert_int_eq(m->ops->listxattr(m, a.ino, NULL, 0, &len), 0);
+	ck_assert_uint_eq(len, sizeof("user.\xfe\xff") + sizeof("user.ok") + KVFS_NAME_MAX + 1);
+	ck_assert_int_eq(m->ops->listxattr(m, a.ino, buf, len - 1, &n), -ERANGE);
+	ck_assert_int_eq(m->ops->listxattr(m, a.ino, buf, sizeof(buf), &n), 0);
+	ck_assert_uint_eq(n, len);
+	nn = 0;
+	for (size_t off = 0; off < n; off += strlen(buf + off) + 1)
+		nn += !strcmp(buf + off, "user.\xfe\xff") * 1 + !strcmp(buf + off, "user.ok") * 2 +
+		      !strcmp(buf + off, names[1]) * 4;
+	ck_assert_uint_eq(nn, 7);
+	ck_assert_int_eq(m->ops->removexattr(m, a.ino, "user.\xfe\xff"), 0);
+	ck_assert_int_eq(m->ops->getxattr(m, a.ino, "user.\xfe\xff", val, sizeof(val), &len),
+			 -ENODATA);
+	ck_assert_int_eq(m->ops->removexattr(m, a.ino, "user.\xfe\xff"), -ENODATA);
+
+	kvfs_meta_destroy(m);
+	svc_stop(&s);
+}
+END_TEST
+
 /* A node that stops heartbeating is declared dead: lru files dropped, none files lost. */
 START_TEST(node_death)
 {
@@ -473,6 +583,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, bad_config);
 	tcase_add_test(tc, every_op);
+	tcase_add_test(tc, byte_names);
 	tcase_add_test(tc, node_death);
 	tcase_add_test(tc, reregister);
 	tcase_add_test(tc, service_restart);

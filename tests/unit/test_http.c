@@ -5,7 +5,8 @@
  *
  * The codec cases round-trip every struct of meta.h and feed each decoder wrong types, missing
  * fields and out-of-range values, checking the errno (-EPROTO for shape, -EINVAL for range) and
- * that the message names the field. The server's routing is covered end to end by
+ * that the message names the field; names that are not UTF-8 travel as "<key>_hex" and come back
+ * byte-exact. The server's routing is covered end to end by
  * metadata/http/test_meta_3fs.sh.
  */
 #include <check.h>
@@ -42,6 +43,21 @@ static int parse_err(const char *s, struct kvfs_meta_json_error *err)
 		json_decref(ja_);                                                                  \
 		json_decref(jb_);                                                                  \
 	} while (0)
+
+/* @j (consumed) through the wire: dumped as the client sends it, parsed as the server reads it. */
+static json_t *wire(json_t *j)
+{
+	char *s;
+	json_t *back;
+
+	ck_assert_ptr_nonnull(j);
+	s = json_dumps(j, JSON_COMPACT);
+	ck_assert_ptr_nonnull(s);
+	json_decref(j);
+	back = parse_ok(s);
+	free(s);
+	return back;
+}
 
 static void layout_free(struct kvfs_layout *l)
 {
@@ -270,6 +286,15 @@ START_TEST(dirent_pool_statfs_node)
 	json_object_set_new(j, "cookie", json_integer(0));
 	ck_assert_int_eq(kvfs_meta_json_to_dirent(j, &d2, &err), -EINVAL);
 	json_decref(j);
+	memset(d.name, 0xff, KVFS_NAME_MAX); /* not UTF-8: travels as "name_hex" */
+	j = wire(kvfs_meta_json_from_dirent(&d));
+	ck_assert_ptr_null(json_object_get(j, "name"));
+	ck_assert_uint_eq(json_string_length(json_object_get(j, "name_hex")), 2 * KVFS_NAME_MAX);
+	ck_assert_int_eq(kvfs_meta_json_to_dirent(j, &d2, &err), 0);
+	ck_assert_str_eq(d2.name, d.name);
+	json_object_set_new(j, "name", json_string("x"));
+	ck_assert_int_eq(kvfs_meta_json_to_dirent(j, &d2, &err), -EPROTO);
+	json_decref(j);
 
 	snprintf(p.name, sizeof(p.name), "kv");
 	j = kvfs_meta_json_from_pool(&p);
@@ -305,6 +330,140 @@ START_TEST(dirent_pool_statfs_node)
 			    json_string("0123456789012345678901234567890123456789"
 					"0123456789012345678901234567890123456789"));
 	ck_assert_int_eq(kvfs_meta_json_to_node(j, &ni2, &err), -EINVAL);
+	json_decref(j);
+}
+END_TEST
+
+/* @name through "name"/"name_hex" and back, byte-exact; @hex: the form it must travel in. */
+static void name_roundtrip(const char *name, bool hex)
+{
+	struct kvfs_meta_json_error err = {{0}};
+	char buf[KVFS_NAME_MAX + 1];
+	json_t *j = json_object();
+
+	ck_assert_int_eq(kvfs_meta_json_set_name(j, "name", name), 0);
+	j = wire(j);
+	ck_assert_msg(json_object_get(j, hex ? "name_hex" : "name") != NULL &&
+			      json_object_get(j, hex ? "name" : "name_hex") == NULL,
+		      "name of %zu bytes starting %02x: wrong form", strlen(name),
+		      (unsigned char)name[0]);
+	ck_assert_msg(kvfs_meta_json_name(j, "name", true, buf, KVFS_NAME_MAX, &err) == 0, "%s",
+		      err.msg);
+	ck_assert_str_eq(buf, name);
+	json_decref(j);
+}
+
+START_TEST(names)
+{
+	static const char *const not_utf8[] = {"\xfe\xff",
+					       "\x80",
+					       "a\xc3",
+					       "\xc0\xaf", /* overlong '/' */
+					       "\xed\xa0\x80",
+					       "\xf4\x90\x80\x80", /* surrogate, above U+10FFFF */
+					       "\xe5\x90\x8d\xe5",
+					       "user.\xfe\xff",
+					       "\x01\x7f\xfe\xff"};
+	static const char *const utf8[] = {"f.bin",
+					   "\xe5\x90\x8d\xe5\x89\x8d.bin",
+					   "\xf0\x9f\x98\x80",
+					   "new\nline",
+					   "q\"'\\*?[]",
+					   "\x01\x7f"};
+	struct kvfs_meta_json_error err = {{0}};
+	char name[KVFS_NAME_MAX + 2], buf[KVFS_NAME_MAX + 1];
+	json_t *j, *arr, *hex;
+
+	/* every byte but NUL and '/', alone and inside a name */
+	for (int b = 1; b < 256; b++) {
+		if (b == '/')
+			continue;
+		snprintf(name, sizeof(name), "%c", b);
+		name_roundtrip(name, b >= 0x80);
+		snprintf(name, sizeof(name), "a%cz", b);
+		name_roundtrip(name, b >= 0x80);
+	}
+	for (size_t i = 0; i < sizeof(not_utf8) / sizeof(not_utf8[0]); i++)
+		name_roundtrip(not_utf8[i], true);
+	for (size_t i = 0; i < sizeof(utf8) / sizeof(utf8[0]); i++)
+		name_roundtrip(utf8[i], false);
+
+	/* 255 bytes that are not UTF-8 fit (510 hex digits); 256 do not */
+	memset(name, 0xfe, KVFS_NAME_MAX);
+	name[KVFS_NAME_MAX] = 0;
+	name_roundtrip(name, true);
+	for (int i = 0; i < KVFS_NAME_MAX; i++)
+		name[i] = (char)(1 + i % 254 + (i % 254 >= '/' - 1)); /* 0x01..0xff without '/' */
+	name_roundtrip(name, true);
+	j = json_object();
+	name[KVFS_NAME_MAX] = (char)0xfe;
+	name[KVFS_NAME_MAX + 1] = 0;
+	ck_assert_int_eq(kvfs_meta_json_set_name(j, "name", name), 0);
+	ck_assert_int_eq(kvfs_meta_json_name(j, "name", true, buf, KVFS_NAME_MAX, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'name_hex' is longer than 255 bytes"));
+	json_decref(j);
+
+	/* hex is accepted for any name, in either case; both forms at once are not */
+	j = parse_ok("{\"a_hex\": \"662E62696E\", \"b_hex\": \"fE41\", \"c\": \"x\", "
+		     "\"c_hex\": \"78\", \"odd_hex\": \"fe4\", \"bad_hex\": \"fezz\", "
+		     "\"nul_hex\": \"fe00\", \"int_hex\": 12, \"empty_hex\": \"\", \"n\": null}");
+	ck_assert_int_eq(kvfs_meta_json_name(j, "a", true, buf, KVFS_NAME_MAX, &err), 0);
+	ck_assert_str_eq(buf, "f.bin");
+	ck_assert_int_eq(kvfs_meta_json_name(j, "b", true, buf, KVFS_NAME_MAX, &err), 0);
+	ck_assert_str_eq(buf, "\xfe"
+			      "A");
+	ck_assert_int_eq(kvfs_meta_json_name(j, "c", true, buf, KVFS_NAME_MAX, &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'c' or 'c_hex', not both"));
+	strcpy(buf, "kept");
+	ck_assert_int_eq(kvfs_meta_json_name(j, "odd", true, buf, KVFS_NAME_MAX, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'odd_hex' must be an even number of hex digits"));
+	ck_assert_int_eq(kvfs_meta_json_name(j, "bad", true, buf, KVFS_NAME_MAX, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'bad_hex': character 2 is not a hex digit"));
+	ck_assert_int_eq(kvfs_meta_json_name(j, "nul", true, buf, KVFS_NAME_MAX, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "NUL"));
+	ck_assert_str_eq(buf, "kept"); /* written only on success */
+	ck_assert_int_eq(kvfs_meta_json_name(j, "int", true, buf, KVFS_NAME_MAX, &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'int_hex' must be a string"));
+	ck_assert_int_eq(kvfs_meta_json_name(j, "empty", true, buf, KVFS_NAME_MAX, &err), 0);
+	ck_assert_str_eq(buf, "");
+	ck_assert_int_eq(kvfs_meta_json_name(j, "n", true, buf, KVFS_NAME_MAX, &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "missing field 'n' (or 'n_hex')"));
+	ck_assert_int_eq(kvfs_meta_json_name(j, "n", false, buf, KVFS_NAME_MAX, &err), 0);
+	ck_assert_str_eq(buf, "");
+	json_decref(j);
+	j = json_pack("{ss#}", "name", "a\0b", (size_t)3); /* a NUL can only come from code */
+	ck_assert_int_eq(kvfs_meta_json_name(j, "name", true, buf, KVFS_NAME_MAX, &err), -EINVAL);
+	json_decref(j);
+
+	/* a body that is not UTF-8 says what to do instead */
+	ck_assert_int_eq(parse_err("{\"name\": \"\xfe\xff\"}", &err), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(err.msg, "not UTF-8"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "_hex"));
+
+	/* arrays: UTF-8 names in one, the others in the _hex twin */
+	arr = json_array();
+	hex = json_array();
+	ck_assert_int_eq(kvfs_meta_json_append_name(arr, hex, "user.a"), 0);
+	ck_assert_int_eq(kvfs_meta_json_append_name(arr, hex, "user.\xfe\xff"), 0);
+	ck_assert_int_eq(kvfs_meta_json_append_name(arr, hex, "user.\xe5\x90\x8d"), 0);
+	j = wire(json_pack("{so so}", "names", arr, "names_hex", hex));
+	arr = json_object_get(j, "names");
+	hex = json_object_get(j, "names_hex");
+	ck_assert_uint_eq(json_array_size(arr), 2);
+	ck_assert_uint_eq(json_array_size(hex), 1);
+	ck_assert_str_eq(json_string_value(json_array_get(hex, 0)), "757365722efeff");
+	ck_assert_int_eq(kvfs_meta_json_name_item(json_array_get(hex, 0), true, "names", 0, buf,
+						  KVFS_NAME_MAX, &err),
+			 0);
+	ck_assert_str_eq(buf, "user.\xfe\xff");
+	ck_assert_int_eq(kvfs_meta_json_name_item(json_array_get(arr, 1), false, "names", 1, buf,
+						  KVFS_NAME_MAX, &err),
+			 0);
+	ck_assert_str_eq(buf, "user.\xe5\x90\x8d");
+	ck_assert_int_eq(kvfs_meta_json_name_item(json_array_get(arr, 1), true, "names", 1, buf,
+						  KVFS_NAME_MAX, &err),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "names_hex[1]"));
 	json_decref(j);
 }
 END_TEST
@@ -512,6 +671,7 @@ static Suite *http_suite(void)
 	tcase_add_test(codec, attr_roundtrip);
 	tcase_add_test(codec, layout_roundtrip);
 	tcase_add_test(codec, dirent_pool_statfs_node);
+	tcase_add_test(codec, names);
 	tcase_add_test(codec, hf3fs_bodies);
 	tcase_add_test(codec, fast_parser);
 	tcase_add_test(codec, base64);
