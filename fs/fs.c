@@ -1467,8 +1467,13 @@ static struct fs_ra *ra_fetch(struct kvfs_fs *fs, struct fs_open *o, uint64_t st
 	}
 	/* one batch: the engine merges pages contiguous on a peer into one transfer */
 	*ret_err = xfer_run(fs, ops, n);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		ra->valid[idx[i] - start] = ops[i].result == 0;
+		/* the last page is fetched up to the size only: the rest of it reads as zeros if
+		 * the file grows here later (it must never show what the heap held before) */
+		if (ops[i].len < P)
+			memset((char *)ops[i].buf + ops[i].len, 0, P - ops[i].len);
+	}
 	free(ops);
 	pthread_mutex_lock(&o->ra_lock);
 	old = o->ra;
@@ -2074,6 +2079,11 @@ static void kvfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, 
 		o->size = end;
 		o->dirty = true;
 	}
+	/* new pages (and a new size) are a change of content: read-ahead windows and kept
+	 * copies of remote pages fetched before it are void */
+	in->st->content_gen++;
+	if (atomic_load(&o->has_hits))
+		fs_hitcache_drop_ino(fs->hitcache, in->ino);
 	if (o->dirty) {
 		o->mtime_ns = now_ns();
 		r = commit_locked(fs, in);
