@@ -13,7 +13,7 @@
 
 #include "codec.h"
 
-int kvfs_meta_json_fail(struct kvfs_meta_json_error *err, int r, const char *fmt, ...)
+void kvfs_meta_json_msg(struct kvfs_meta_json_error *err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -22,7 +22,6 @@ int kvfs_meta_json_fail(struct kvfs_meta_json_error *err, int r, const char *fmt
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
 	}
-	return r;
 }
 
 int kvfs_meta_json_parse(const char *buf, size_t len, json_t **ret,
