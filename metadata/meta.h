@@ -32,6 +32,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,9 @@
 #define KVFS_ROOT_INO	   1ull
 #define KVFS_NAME_MAX	   255
 #define KVFS_POOL_NAME_MAX 64
+/* capacity and max_file_size bound: sizes cross JSON as signed 64-bit integers, and 4 EiB is far
+ * above any arena */
+#define KVFS_POOL_SIZE_MAX (1ull << 62)
 #define KVFS_FIRST_INO	   16ull /* inode numbers below this are reserved for the daemon */
 
 struct kvfs_palloc;
@@ -62,6 +66,30 @@ struct kvfs_pool_attr {
 	uint64_t evictions; /* files evicted since creation */
 	uint64_t evicted_bytes;
 };
+
+/*
+ * Whether @name may name a pool (a directory at the root, also a word in kvfsctl's output and in
+ * metrics labels): 1 .. KVFS_POOL_NAME_MAX bytes, not "." or "..", no '/' and no control
+ * characters (below 0x20, and 0x7f). Returns 0, -ENAMETOOLONG (too long) or -EINVAL.
+ */
+static inline int kvfs_pool_name_check(const char *name)
+{
+	size_t len = 0;
+
+	if (!name || !*name)
+		return -EINVAL;
+	for (; name[len]; len++) {
+		unsigned char c = (unsigned char)name[len];
+
+		if (len == KVFS_POOL_NAME_MAX)
+			return -ENAMETOOLONG;
+		if (c < 0x20 || c == 0x7f || c == '/')
+			return -EINVAL;
+	}
+	if (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.')))
+		return -EINVAL;
+	return 0;
+}
 
 /* Timestamps are nanoseconds since the epoch. */
 struct kvfs_attr {

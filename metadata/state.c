@@ -1389,9 +1389,13 @@ static int pool_attr_check(struct kvfs_pool_attr *a, size_t *ret_len)
 {
 	int r;
 
-	r = check_name(a->name, KVFS_POOL_NAME_MAX, ret_len);
+	r = kvfs_pool_name_check(a->name);
 	if (r < 0)
 		return r;
+	*ret_len = strlen(a->name);
+	/* sizes are signed 64-bit in JSON: larger ones would come back negative */
+	if (a->capacity > KVFS_POOL_SIZE_MAX || a->max_file_size > KVFS_POOL_SIZE_MAX)
+		return -EINVAL;
 	if (a->page_size == 0)
 		a->page_size = DEFAULT_PAGE_SIZE;
 	if (!kvfs_page_size_valid(a->page_size))

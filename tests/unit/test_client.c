@@ -216,6 +216,15 @@ START_TEST(every_op)
 	free(pools);
 	strcpy(pa.name, "kv");
 	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EEXIST);
+	/* refused names and sizes come back as EINVAL through the native route */
+	strcpy(pa.name, "a\nb");
+	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EINVAL);
+	strcpy(pa.name, "big");
+	pa.capacity = 16777215ull << 40; /* "16777215T" */
+	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EINVAL);
+	pa.capacity = KVFS_POOL_SIZE_MAX + 1;
+	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EINVAL);
+	ck_assert_int_eq(m->ops->lookup(m, KVFS_ROOT_INO, "big", &a), -ENOENT);
 	ck_assert_int_eq(m->ops->pool_get(m, 999, &pa), -ENOENT);
 
 	/* namespace */

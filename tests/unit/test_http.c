@@ -284,6 +284,18 @@ START_TEST(dirent_pool_statfs_node)
 	json_object_set_new(j, "name", json_string("a/b"));
 	json_object_set_new(j, "page_size", json_integer(0));
 	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string("a\nb"));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string("a\x01"));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string(".."));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string("kv"));
+	json_object_set_new(j, "capacity", json_integer((json_int_t)(KVFS_POOL_SIZE_MAX + 1)));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "capacity"));
+	json_object_set_new(j, "capacity", json_integer((json_int_t)KVFS_POOL_SIZE_MAX));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), 0);
 	json_decref(j);
 	j = parse_ok("{\"name\": \"mamba\", \"page_size\": 65536}");
 	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EPROTO);

@@ -220,6 +220,26 @@ START_TEST(test_names)
 	ck_assert_int_eq(ops->mkdir(m, KVFS_ROOT_INO, name, 0755, 0, 0, &a), -ENAMETOOLONG);
 	memcpy(pa_.name, "a/b", 4);
 	ck_assert_int_eq(ops->pool_create(m, &pa_), -EINVAL);
+	/* pool names are stricter than file names: no control characters (they are words in
+	 * kvfsctl's output and metrics labels), whichever way the pool is created */
+	{
+		static const char *const bad[] = {"",	  ".",	     "..",     "a\nb", "a\x01",
+						  "\x1f", "del\x7f", "tab\tx", "a/b",  "/"};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			memset(&pa_, 0, sizeof(pa_));
+			snprintf(pa_.name, sizeof(pa_.name), "%s", bad[i]);
+			ck_assert_msg(ops->pool_create(m, &pa_) == -EINVAL, "pool name %zu", i);
+			if (*bad[i])
+				ck_assert_int_eq(
+					ops->mkdir(m, KVFS_ROOT_INO, bad[i], 0755, 0, 0, &a),
+					-EINVAL);
+		}
+	}
+	memset(&pa_, 0, sizeof(pa_));
+	memset(pa_.name, 'q', sizeof(pa_.name)); /* 65 bytes, no terminator */
+	ck_assert_int_eq(ops->pool_create(m, &pa_), -ENAMETOOLONG);
+	ck_assert_int_eq(ops->lookup(m, KVFS_ROOT_INO, "a\nb", &a), -ENOENT);
 }
 END_TEST
 
@@ -265,6 +285,23 @@ START_TEST(test_pools)
 	bad.page_size = 0;
 	bad.evict = 7;
 	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	/* sizes above KVFS_POOL_SIZE_MAX (2^62) would come back negative from signed JSON:
+	 * "16777215T" is 2^64 - 2^40 */
+	bad.evict = KVFS_EVICT_LRU;
+	bad.capacity = 16777215ull << 40;
+	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	bad.capacity = KVFS_POOL_SIZE_MAX + 1;
+	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	bad.capacity = 0;
+	bad.max_file_size = UINT64_MAX;
+	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	bad.max_file_size = 0;
+	bad.capacity = KVFS_POOL_SIZE_MAX;
+	snprintf(bad.name, sizeof(bad.name), "huge");
+	ck_assert_int_eq(ops->pool_create(m, &bad), 0);
+	ck_assert_int_eq(ops->pool_get(m, bad.id, &g), 0);
+	ck_assert_uint_eq(g.capacity, KVFS_POOL_SIZE_MAX);
+	ck_assert_int_eq(ops->pool_drop(m, "huge", false), 0);
 
 	ck_assert_int_eq(ops->pool_list(m, &v, &n), 0);
 	ck_assert_uint_eq(n, 2);
