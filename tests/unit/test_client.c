@@ -275,6 +275,17 @@ START_TEST(every_op)
 	ck_assert_uint_eq(len, sizeof("user.model"));
 	ck_assert_str_eq(buf, "user.model");
 	ck_assert_int_eq(m->ops->removexattr(m, ino, "user.model"), 0);
+	{
+		/* the per-file bounds come back as their errno: E2BIG (413), ENOSPC (507) */
+		static char big[64 * 1024 + 1];
+
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.big", big, sizeof(big), 0), -E2BIG);
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.v1", big, 64 * 1024, 0), 0);
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.v2", big, 64 * 1024, 0), 0);
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.v3", "x", 1, 0), -ENOSPC);
+		ck_assert_int_eq(m->ops->removexattr(m, ino, "user.v1"), 0);
+		ck_assert_int_eq(m->ops->removexattr(m, ino, "user.v2"), 0);
+	}
 	ck_assert_int_eq(m->ops->getxattr(m, ino, "user.model", buf, sizeof(buf), &len), -ENODATA);
 
 	/* statfs, unlink, rmdir, drop, leave */

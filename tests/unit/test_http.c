@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "server.h"
 
 static json_t *parse_ok(const char *s)
 {
@@ -514,6 +515,17 @@ START_TEST(base64)
 }
 END_TEST
 
+/* The single errno -> status mapping: the xattr bounds are client errors, not 500s. */
+START_TEST(status_mapping)
+{
+	ck_assert_uint_eq(kvfs_meta_http_status(0), 200);
+	ck_assert_uint_eq(kvfs_meta_http_status(-ENOSPC), 507);
+	ck_assert_uint_eq(kvfs_meta_http_status(-E2BIG), 413);
+	ck_assert_uint_eq(kvfs_meta_http_status(-EMSGSIZE), 413);
+	ck_assert_uint_eq(kvfs_meta_http_status(-EIO), 500);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -527,6 +539,7 @@ static Suite *http_suite(void)
 	tcase_add_test(codec, hf3fs_bodies);
 	tcase_add_test(codec, fast_parser);
 	tcase_add_test(codec, base64);
+	tcase_add_test(codec, status_mapping);
 	suite_add_tcase(s, codec);
 	return s;
 }
