@@ -21,10 +21,15 @@
 #include "pool.h"
 #include "xfer.h"
 
+/*
+ * Parse a size: digits and an optional K, M, G or T (powers of 1024, case-insensitive, then an
+ * optional "iB" or "B"). Returns 0 and *ret, -EINVAL (syntax) or -ERANGE (above 2^64 - 1).
+ */
 int kvfs_parse_size(const char *s, uint64_t *ret)
 {
 	char *end;
 	unsigned long long v;
+	uint64_t x;
 	unsigned shift = 0;
 
 	if (!s || !isdigit((unsigned char)*s))
@@ -32,7 +37,7 @@ int kvfs_parse_size(const char *s, uint64_t *ret)
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno)
-		return -EINVAL;
+		return -ERANGE;
 	switch (toupper((unsigned char)*end)) {
 	case 0:
 		break;
@@ -60,9 +65,9 @@ int kvfs_parse_size(const char *s, uint64_t *ret)
 		if (*end)
 			return -EINVAL;
 	}
-	if (shift && v > (UINT64_MAX >> shift))
+	if (__builtin_mul_overflow((uint64_t)v, (uint64_t)1 << shift, &x))
 		return -ERANGE;
-	*ret = (uint64_t)v << shift;
+	*ret = x;
 	return 0;
 }
 
@@ -250,19 +255,28 @@ static json_t *error_reply(int err, const char *what)
 			 what ? what : strerror(err));
 }
 
+/* A pool size: a non-negative integer or a string like "4M", at most KVFS_POOL_SIZE_MAX. */
 static int get_size_field(json_t *req, const char *key, uint64_t *ret)
 {
 	json_t *v = json_object_get(req, key);
+	uint64_t x;
+	int r;
 
 	if (!v || json_is_null(v))
 		return 0;
 	if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		*ret = (uint64_t)json_integer_value(v);
-		return 0;
+		x = (uint64_t)json_integer_value(v);
+	} else if (json_is_string(v)) {
+		r = kvfs_parse_size(json_string_value(v), &x);
+		if (r < 0)
+			return r;
+	} else {
+		return -EINVAL;
 	}
-	if (json_is_string(v))
-		return kvfs_parse_size(json_string_value(v), ret);
-	return -EINVAL;
+	if (x > KVFS_POOL_SIZE_MAX)
+		return -ERANGE;
+	*ret = x;
+	return 0;
 }
 
 static json_t *cmd_pool_create(struct kvfs_fs *fs, json_t *req)
@@ -273,14 +287,18 @@ static json_t *cmd_pool_create(struct kvfs_fs *fs, json_t *req)
 	uint64_t page_size = 0;
 	int r;
 
-	if (!name || strlen(name) > KVFS_POOL_NAME_MAX)
-		return error_reply(EINVAL, "\"name\" must be a string of 1-64 bytes");
+	/* a "\u0000" in the name never gets here: the request parser refuses it */
+	if (!name || kvfs_pool_name_check(name))
+		return error_reply(EINVAL, "\"name\" must be 1-64 bytes, not \".\" or \"..\", "
+					   "without '/' or control characters");
 	snprintf(pa.name, sizeof(pa.name), "%s", name);
-	if (get_size_field(req, "page_size", &page_size) < 0 ||
-	    get_size_field(req, "capacity", &pa.capacity) < 0 ||
-	    get_size_field(req, "max_file_size", &pa.max_file_size) < 0)
-		return error_reply(EINVAL,
-				   "sizes must be non-negative integers or strings like 4M");
+	if ((r = get_size_field(req, "page_size", &page_size)) < 0 ||
+	    (r = get_size_field(req, "capacity", &pa.capacity)) < 0 ||
+	    (r = get_size_field(req, "max_file_size", &pa.max_file_size)) < 0)
+		return error_reply(
+			EINVAL, r == -ERANGE
+					? "sizes must be at most 4E (2^62 bytes)"
+					: "sizes must be non-negative integers or strings like 4M");
 	if (page_size && !kvfs_page_size_valid(page_size))
 		return error_reply(EINVAL, "page_size must be a power of two from 64K to 16M");
 	pa.page_size = (uint32_t)page_size;

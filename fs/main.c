@@ -128,7 +128,7 @@ static int parse_pool(const char *spec, struct pool_opt **ret)
 		uint64_t v;
 
 		if (first) {
-			if (eq || !*tok || strlen(tok) > KVFS_POOL_NAME_MAX) {
+			if (eq || kvfs_pool_name_check(tok)) {
 				r = -EINVAL;
 				goto out;
 			}
@@ -148,12 +148,15 @@ static int parse_pool(const char *spec, struct pool_opt **ret)
 				p->attr.evict = KVFS_EVICT_NONE;
 			else
 				r = -EINVAL;
-		} else if (kvfs_parse_size(eq, &v) < 0) {
-			r = -EINVAL;
+		} else if ((r = kvfs_parse_size(eq, &v)) < 0) {
+			/* -EINVAL (syntax) or -ERANGE (does not fit in 64 bits) */
 		} else if (!strcmp(tok, "page-size")) {
 			if (!kvfs_page_size_valid(v))
 				r = -EINVAL;
 			p->attr.page_size = (uint32_t)v;
+		} else if (v > KVFS_POOL_SIZE_MAX &&
+			   (!strcmp(tok, "capacity") || !strcmp(tok, "max-file-size"))) {
+			r = -ERANGE;
 		} else if (!strcmp(tok, "capacity")) {
 			p->attr.capacity = v;
 		} else if (!strcmp(tok, "max-file-size")) {
@@ -221,7 +224,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{NULL, 0, NULL, 0},
 	};
 	struct pool_opt **tail = &o->pools;
-	int c;
+	int c, r;
 
 	o->dram = 1ull << 30;
 	o->timeout = 3600.0;
@@ -264,8 +267,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->data_dir = optarg;
 			break;
 		case OPT_POOL:
-			if (parse_pool(optarg, tail) < 0) {
-				fprintf(stderr, "kvfs: --pool: cannot parse '%s'\n", optarg);
+			r = parse_pool(optarg, tail);
+			if (r < 0) {
+				fprintf(stderr, "kvfs: --pool: cannot parse '%s': %s\n", optarg,
+					r == -ERANGE ? "a size above 4E (2^62 bytes)"
+						     : "a pool name is 1-64 bytes, not . or .., "
+						       "without '/' or control characters; "
+						       "options are KEY=SIZE or evict=lru|none");
 				return -EINVAL;
 			}
 			tail = &(*tail)->next;

@@ -32,13 +32,21 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define KVFS_ROOT_INO	   1ull
-#define KVFS_NAME_MAX	   255
-#define KVFS_POOL_NAME_MAX 64
+#define KVFS_ROOT_INO	     1ull
+#define KVFS_NAME_MAX	     255
+#define KVFS_POOL_NAME_MAX   64
+#define KVFS_XATTR_COUNT_MAX 1024	 /* per file: user xattrs */
+#define KVFS_XATTR_NAMES_MAX (64u << 10) /* per file: names + their NULs (XATTR_LIST_MAX) */
+/* per file: values; twice XATTR_SIZE_MAX, so a full-size value still has company */
+#define KVFS_XATTR_VALUES_MAX (128u << 10)
+/* capacity and max_file_size bound: sizes cross JSON as signed 64-bit integers, and 4 EiB is far
+ * above any arena */
+#define KVFS_POOL_SIZE_MAX (1ull << 62)
 #define KVFS_FIRST_INO	   16ull /* inode numbers below this are reserved for the daemon */
 
 struct kvfs_palloc;
@@ -62,6 +70,30 @@ struct kvfs_pool_attr {
 	uint64_t evictions; /* files evicted since creation */
 	uint64_t evicted_bytes;
 };
+
+/*
+ * Whether @name may name a pool (a directory at the root, also a word in kvfsctl's output and in
+ * metrics labels): 1 .. KVFS_POOL_NAME_MAX bytes, not "." or "..", no '/' and no control
+ * characters (below 0x20, and 0x7f). Returns 0, -ENAMETOOLONG (too long) or -EINVAL.
+ */
+static inline int kvfs_pool_name_check(const char *name)
+{
+	size_t len = 0;
+
+	if (!name || !*name)
+		return -EINVAL;
+	for (; name[len]; len++) {
+		unsigned char c = (unsigned char)name[len];
+
+		if (len == KVFS_POOL_NAME_MAX)
+			return -ENAMETOOLONG;
+		if (c < 0x20 || c == 0x7f || c == '/')
+			return -EINVAL;
+	}
+	if (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.')))
+		return -EINVAL;
+	return 0;
+}
 
 /* Timestamps are nanoseconds since the epoch. */
 struct kvfs_attr {
@@ -204,7 +236,13 @@ struct kvfs_meta_ops {
 	int (*close)(struct kvfs_meta *m, uint64_t ino, uint64_t lease);
 
 	/* User xattrs (names include the "user." prefix). get/list with size 0 return the needed
-	 * size in *ret_len; -ERANGE when @size is too small; -ENODATA when missing. */
+	 * size in *ret_len; -ERANGE when @size is too small; -ENODATA when missing. setxattr:
+	 * -E2BIG for a value above 64 KiB (XATTR_SIZE_MAX); -ENOSPC (as ext4 does at its own,
+	 * smaller, limit) when the file would hold more than KVFS_XATTR_COUNT_MAX attributes, more
+	 * than KVFS_XATTR_NAMES_MAX bytes of names with their NULs (so that listxattr's answer
+	 * always fits XATTR_LIST_MAX and cp -a, getfattr -d, rsync -X can copy them all) or more
+	 * than KVFS_XATTR_VALUES_MAX bytes of values. Replacing a value with one no larger always
+	 * succeeds. */
 	int (*setxattr)(struct kvfs_meta *m, uint64_t ino, const char *name, const void *value,
 			size_t len, int flags);
 	int (*getxattr)(struct kvfs_meta *m, uint64_t ino, const char *name, void *buf, size_t size,

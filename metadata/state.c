@@ -1402,9 +1402,13 @@ static int pool_attr_check(struct kvfs_pool_attr *a, size_t *ret_len)
 {
 	int r;
 
-	r = check_name(a->name, KVFS_POOL_NAME_MAX, ret_len);
+	r = kvfs_pool_name_check(a->name);
 	if (r < 0)
 		return r;
+	*ret_len = strlen(a->name);
+	/* sizes are signed 64-bit in JSON: larger ones would come back negative */
+	if (a->capacity > KVFS_POOL_SIZE_MAX || a->max_file_size > KVFS_POOL_SIZE_MAX)
+		return -EINVAL;
 	if (a->page_size == 0)
 		a->page_size = DEFAULT_PAGE_SIZE;
 	if (!kvfs_page_size_valid(a->page_size))
@@ -2681,6 +2685,25 @@ static int check_xattr_name(const char *name, size_t *ret_len)
 	return 0;
 }
 
+/* Whether @in can hold an attribute with a @nlen-byte name and a @vlen-byte value in place of
+ * @old (NULL: an added one) within the per-file bounds (meta.h). Returns 0 or -ENOSPC. */
+static int xattr_fits(const struct inode *in, const struct xattr *old, size_t nlen, size_t vlen)
+{
+	size_t n = 1, names = nlen + 1, values = vlen;
+
+	for (const struct xattr *x = in->xattrs; x; x = x->next) {
+		if (x == old)
+			continue;
+		n++;
+		names += x->nlen + 1u; /* listxattr ends each name with a NUL */
+		values += x->vlen;
+	}
+	if (n > KVFS_XATTR_COUNT_MAX || names > KVFS_XATTR_NAMES_MAX ||
+	    values > KVFS_XATTR_VALUES_MAX)
+		return -ENOSPC;
+	return 0;
+}
+
 int meta_state_setxattr(struct meta_state *s, uint64_t ino, const char *name, const void *value,
 			size_t len, int flags)
 {
@@ -2723,6 +2746,9 @@ int meta_state_setxattr(struct meta_state *s, uint64_t ino, const char *name, co
 		r = -ENODATA;
 		goto err_unlock;
 	}
+	r = xattr_fits(in, old, nlen, len);
+	if (r < 0)
+		goto err_unlock;
 	r = op_begin(s);
 	if (r < 0)
 		goto err_unlock;

@@ -26,7 +26,9 @@
 #   multinode   the network benchmark on a 2-node cluster instead (see "multinode mode" below)
 #   --runs N    interleaved runs per filesystem (default 3)
 #   --quick     small sizes and 1 run unless --runs is given (a smoke test, not a benchmark)
-#   --build DIR meson build directory (default ./build; set up and built when needed)
+#   --build DIR meson build directory (default ./build-release, the release build that
+#               scripts/test.sh also builds; set up with --buildtype=release when missing, and
+#               always rebuilt; a directory of another build type is refused)
 # Environment: KVFS_ARGS adds options to the kvfs command line (e.g. "--cache page"); the
 # arena is always pre-faulted (--prefault), as a serving node would run it.
 # Needs root (FUSE mounts, tmpfs mounts), fio and python3.
@@ -35,7 +37,7 @@ set -Eeuo pipefail
 export LC_ALL=C
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=$SRC/build
+BUILD=$SRC/build-release
 RUNS=""
 QUICK=0
 DRAM=2G
@@ -87,10 +89,18 @@ for t in fio python3 fusermount3 meson ninja; do
 done
 
 # ---- build
+# numbers from a debug or sanitizer build mean nothing: measure a release build only
 if [ ! -f "$BUILD/build.ninja" ]; then
-	log "meson setup $BUILD"
-	meson setup "$BUILD" "$SRC" >&2
+	log "meson setup --buildtype=release $BUILD"
+	meson setup --buildtype=release "$BUILD" "$SRC" >&2
 fi
+btype=$(python3 -c 'import json, sys
+for o in json.load(open(sys.argv[1])):
+    if o["name"] == "buildtype":
+        print(o["value"])' "$BUILD/meson-info/intro-buildoptions.json") ||
+	die "cannot read the build type of $BUILD"
+[ "$btype" = release ] ||
+	die "$BUILD is a '$btype' build; benchmark a release build (default ./build-release)"
 log "ninja -C $BUILD"
 ninja -C "$BUILD" >&2 || die "build failed"
 KVFS=$BUILD/fs/kvfs

@@ -3,7 +3,10 @@
 #   1. format check (clang-format, the repo's .clang-format)
 #   2. normal build: unit + integration (+ multinode/rdma when present) suites
 #   3. a bounded libFuzzer run over the metadata request decoding (when clang is present)
-#   4. sanitizer build (ASan + UBSan): the unit suites again, and the daemon under the most
+#   4. release build (buildtype=release, -O3, in build-release): the unit suites again; gcc
+#      reports some warnings (maybe-uninitialized) only at -O2 and above, and -Werror is on,
+#      so a release build that does not build must fail the run here, not at benchmark time
+#   5. sanitizer build (ASan + UBSan): the unit suites again, and the daemon under the most
 #      concurrent integration cases
 # Prints one closing line "N passed, N failed, N skipped" and exits non-zero on any failure.
 #
@@ -94,6 +97,17 @@ case $fuzz_rc in
 77) skipped=$((skipped + 1)) ;;
 *) failed=$((failed + 1)); failures+=("fuzz: see build/fuzz") ;;
 esac
+
+step "release build (buildtype=release): unit suites"
+if [ ! -f build-release/build.ninja ]; then
+	meson setup build-release --buildtype=release
+fi
+if ninja -C build-release; then
+	meson test -C build-release --suite unit --print-errorlogs --logbase testlog-release
+	tally "build-release/meson-logs/testlog-release.json" "release-unit"
+else
+	failed=$((failed + 1)); failures+=("release: build failed")
+fi
 
 if [ $quick -eq 0 ]; then
 	step "sanitizer build (address,undefined): unit suites"

@@ -190,9 +190,9 @@ static int parse_size(const char *s, uint64_t *ret)
 		if (*p != '\0' || (p[-1] == 'i' || p[-1] == 'I'))
 			return -EINVAL;
 	}
-	if (shift && v > (UINT64_MAX >> shift))
+	if (__builtin_mul_overflow(v, (uint64_t)1 << shift, &v))
 		return -ERANGE;
-	*ret = v << shift;
+	*ret = v;
 	return 0;
 }
 
@@ -825,14 +825,15 @@ static const char *opt_name(unsigned bit)
 
 static int size_opt(const char *name, const char *val, uint64_t *ret)
 {
-	int r = parse_size(val, ret);
+	uint64_t v = 0;
+	int r = parse_size(val, &v);
 
-	if (r == -ERANGE)
-		return usage_error("%s %s: too large", name, val);
+	/* sizes travel as signed 64-bit JSON integers; the service refuses more than 2^62 */
+	if (r == -ERANGE || (!r && v > KVFS_POOL_SIZE_MAX))
+		return usage_error("%s %s: too large (at most 4E, 2^62 bytes)", name, val);
 	if (r < 0)
 		return usage_error("%s %s: not a size (use e.g. 65536, 64K, 1M, 2G)", name, val);
-	if (*ret > (uint64_t)INT64_MAX)
-		return usage_error("%s %s: too large", name, val);
+	*ret = v;
 	return 0;
 }
 
@@ -846,6 +847,8 @@ static int check_pool_name(const char *name)
 		return usage_error("pool name '%s' contains '/'", name);
 	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || name[0] == '.')
 		return usage_error("pool name '%s' may not start with '.'", name);
+	if (kvfs_pool_name_check(name))
+		return usage_error("pool name contains control characters");
 	return 0;
 }
 

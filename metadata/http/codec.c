@@ -13,7 +13,7 @@
 
 #include "codec.h"
 
-int kvfs_meta_json_fail(struct kvfs_meta_json_error *err, int r, const char *fmt, ...)
+void kvfs_meta_json_msg(struct kvfs_meta_json_error *err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -22,7 +22,6 @@ int kvfs_meta_json_fail(struct kvfs_meta_json_error *err, int r, const char *fmt
 		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 		va_end(ap);
 	}
-	return r;
 }
 
 int kvfs_meta_json_parse(const char *buf, size_t len, json_t **ret,
@@ -589,8 +588,14 @@ int kvfs_meta_json_to_pool(const json_t *j, bool partial, struct kvfs_pool_attr 
 	    (r = kvfs_meta_json_u64(j, "evictions", req, 0, &p.evictions, err)) ||
 	    (r = kvfs_meta_json_u64(j, "evicted_bytes", req, 0, &p.evicted_bytes, err)))
 		return r;
-	if (!p.name[0] || strchr(p.name, '/'))
-		return kvfs_meta_json_fail(err, -EINVAL, "field 'name' must be a non-empty name");
+	if (kvfs_pool_name_check(p.name))
+		return kvfs_meta_json_fail(err, -EINVAL,
+					   "field 'name' must be a pool name: not '.' or '..', "
+					   "no '/' and no control characters");
+	if (p.capacity > KVFS_POOL_SIZE_MAX || p.max_file_size > KVFS_POOL_SIZE_MAX)
+		return kvfs_meta_json_fail(err, -EINVAL,
+					   "fields 'capacity' and 'max_file_size' must be at most "
+					   "2^62");
 	if (!strcmp(evict, "lru"))
 		p.evict = KVFS_EVICT_LRU;
 	else if (!strcmp(evict, "none"))

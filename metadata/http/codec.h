@@ -85,9 +85,15 @@ int kvfs_meta_json_name_item(const json_t *v, bool hex, const char *what, size_t
 int kvfs_meta_json_array(const json_t *obj, const char *field, bool required, size_t max,
 			 json_t **ret, struct kvfs_meta_json_error *err);
 
-/* Format into @err (may be NULL) and return @r. */
-int kvfs_meta_json_fail(struct kvfs_meta_json_error *err, int r, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Format into @err (may be NULL). */
+void kvfs_meta_json_msg(struct kvfs_meta_json_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Format into @err (may be NULL) and evaluate to @r. A macro, not a function, so that the
+ * compiler sees the (non-zero) error value at every "return kvfs_meta_json_fail(...)": behind
+ * a call it cannot, and gcc -O2/-O3 then reports the callers' output variables as "may be used
+ * uninitialized" on a path where the helper returned 0, which never happens. */
+#define kvfs_meta_json_fail(err, r, ...) (kvfs_meta_json_msg((err), __VA_ARGS__), (r))
 
 /* struct kvfs_attr as an object with every field. Decoding with @partial accepts missing
  * fields (left 0), for setattr bodies. */

@@ -19,12 +19,30 @@
  *
  * What is not persisted: LRU recency from reads (get_page_indices, reserve hits) is written only
  * at a clean close (kvfs_meta_hf3fs_close) or with the key's next confirm; after a crash the LRU
- * order is that of the last persisted touch. Leases are memory only: after a restart every page
- * is treated as leased for lease_ms (the "grace"), so no page a reader obtained before the crash
- * is handed to a new key; during the grace new keys get -1.
+ * order is that of the last persisted touch.
+ *
+ * Leases are memory only, so after a restart (or a reload after a failed commit) the leases a
+ * reader may still hold are unknown, and every page a reader could have obtained is treated as
+ * leased for lease_ms from the load (the "grace"). A reader obtains a page only from
+ * get_page_indices, only for a published key, and only while the key is published. So:
+ *   - a published key's page: leased for the grace (its LRU eviction waits);
+ *   - a free page that was ever handed out: delete_keys and clear free published keys' pages,
+ *     possibly seconds before the crash while a reader still held them (pages_to_release and a
+ *     losing second confirm free only pending pages, which no reader holds, but where a free
+ *     page came from is not stored): leased for the grace, like a key's page;
+ *   - a pending page: a page is reserved only when no reader holds it (take_page skips leased
+ *     pages) and a reserved page is never returned by get, so no lease can cover it; an expired
+ *     reservation may be reclaimed at once;
+ *   - a page never handed out since the space was created: nobody can hold it. The store keeps
+ *     "unused", the low-water mark of fresh (pages are first handed out from the top down, so
+ *     pages [0, unused) never were; clear does not raise it, as pre-clear readers may remain).
+ *     These are free at once: right after a restart a rank with never-used pages serves new
+ *     keys, and a full rank answers -1 until the grace has passed, as before.
+ * A store written before the record existed loads with unused = 0: which of its pages were
+ * ever used cannot be known, so every free page waits for the grace there, as it always did.
  *
  * Store layout (one LMDB environment, four named databases):
- *   meta:   "version" -> u32 1, "next_id" -> u32
+ *   meta:   "version" -> u32 1, "next_id" -> u32, "unused" | be32 space id -> u32 unused
  *   spaces: be32 rank | ns bytes          -> struct disk_space
  *   keys:   be32 space id | key bytes      -> struct disk_key      (published keys)
  *   pend:   be32 space id | be32 page      -> struct disk_pend | key bytes (reservations)
@@ -33,9 +51,10 @@
  * Free pages in memory: pages [0, fresh) not handed out since open/clear, and a stack of pages
  * freed since. take_page() pops the stack first, then fresh - 1, which reproduces the
  * reference's list(range(n)).pop() / append() order exactly. Either source may hold a page that
- * is in use (after open or clear fresh covers every page), so take_page() skips pages that have
+ * is in use (after clear fresh covers every page), so take_page() skips pages that have
  * an owner, and moves pages that are still leased to the deferred list, which returns them to
- * the stack when their lease has run out.
+ * the stack when their lease has run out. After a load, fresh is unused and the free pages above
+ * it start on the deferred list (leased for the grace) or, with leases off, on the stack.
  *
  * Locks: h->reg_lock (registry of spaces) before space->lock before LMDB's writer lock. Spaces
  * are never removed while open, so a space pointer stays valid without reg_lock.
@@ -108,8 +127,11 @@ struct space {
 	/* Everything below is guarded by lock. */
 	struct page *pages; /* num_pages slots */
 	uint32_t fresh;
+	uint32_t unused;	/* pages [0, unused) never handed out since creation */
+	uint32_t unused_stored; /* unused as in the store */
 	struct u32vec stack;
 	struct u32vec deferred;
+	int64_t deferred_next;	/* no page on deferred is free before this (CLOCK_MONOTONIC ms) */
 	struct entry **buckets; /* nbuckets is a power of two */
 	size_t nbuckets;
 	size_t nkeys;
@@ -117,8 +139,7 @@ struct space {
 	struct pend *pend_head, *pend_tail;
 	size_t npending;
 	uint64_t next_seq;
-	int64_t grace_until; /* CLOCK_MONOTONIC ms */
-	bool broken;	     /* memory could not be rebuilt after a failed write: calls get -EIO */
+	bool broken; /* memory could not be rebuilt after a failed write: calls get -EIO */
 	struct kvfs_meta_hf3fs_stats st; /* counters; sizes are filled in by stat */
 };
 
@@ -311,6 +332,26 @@ static void unstore_pend(struct wtx *w, struct space *sp, uint32_t page)
 	wtx_del(w, w->h->db_pend, k, 8);
 }
 
+#define UNUSED_DKEY_LEN 10
+
+static void unused_dkey(const struct space *sp, unsigned char *buf)
+{
+	memcpy(buf, "unused", 6);
+	put_be32(buf + 6, sp->id);
+}
+
+/* Write sp->unused if it has dropped since it was last stored. */
+static void store_unused(struct wtx *w, struct space *sp)
+{
+	unsigned char k[UNUSED_DKEY_LEN];
+
+	if (sp->unused == sp->unused_stored)
+		return;
+	unused_dkey(sp, k);
+	wtx_put(w, w->h->db_meta, k, sizeof(k), &sp->unused, sizeof(sp->unused));
+	sp->unused_stored = sp->unused;
+}
+
 /* ---- the in-memory structures (all under sp->lock) ---- */
 
 static struct entry *find_entry(const struct space *sp, const char *key, size_t klen, uint64_t hv)
@@ -471,17 +512,26 @@ static bool page_leased(const struct space *sp, uint32_t page, int64_t now)
 	return sp->pages[page].lease_until > now;
 }
 
+/* Park a free but leased page until its lease runs out. */
+static int defer_page(struct space *sp, uint32_t page)
+{
+	int r = u32vec_push(&sp->deferred, page);
+
+	if (!r && sp->pages[page].lease_until < sp->deferred_next)
+		sp->deferred_next = sp->pages[page].lease_until;
+	return r;
+}
+
 /*
  * Find a page for a new key: a free page, else an expired reservation's, else the least recently
- * used unleased key's (which is removed, in memory and in @w). Returns the page or -1.
+ * used unleased key's (which is removed, in memory and in @w). Returns the page or -1. A page
+ * taken from fresh lowers sp->unused; the caller stores it (store_unused) in @w.
  */
 static int64_t take_page(struct kvfs_meta_hf3fs *h, struct space *sp, struct wtx *w, int64_t now,
 			 int64_t wall)
 {
 	bool drained = false;
 
-	if (now < sp->grace_until)
-		return -1;
 	for (;;) {
 		uint32_t page;
 
@@ -489,18 +539,25 @@ static int64_t take_page(struct kvfs_meta_hf3fs *h, struct space *sp, struct wtx
 			page = sp->stack.v[--sp->stack.n];
 		} else if (sp->fresh) {
 			page = --sp->fresh;
-		} else if (!drained && sp->deferred.n) {
+			if (page < sp->unused)
+				sp->unused = page;
+		} else if (!drained && sp->deferred.n && now >= sp->deferred_next) {
 			size_t keep = 0;
 
 			/* Leases all have one length, but pages are deferred in pop order, not
-			 * expiry order: check them all (the list holds recently read pages only). */
+			 * expiry order: check them all (the list holds recently read pages, and
+			 * after a load the pages in their grace, which all expire together). */
+			sp->deferred_next = INT64_MAX;
 			for (size_t i = 0; i < sp->deferred.n; i++) {
 				uint32_t d = sp->deferred.v[i];
 
-				if (page_leased(sp, d, now))
+				if (page_leased(sp, d, now)) {
 					sp->deferred.v[keep++] = d;
-				else
+					if (sp->pages[d].lease_until < sp->deferred_next)
+						sp->deferred_next = sp->pages[d].lease_until;
+				} else {
 					free_page(sp, d);
+				}
 			}
 			sp->deferred.n = keep;
 			drained = true;
@@ -509,10 +566,10 @@ static int64_t take_page(struct kvfs_meta_hf3fs *h, struct space *sp, struct wtx
 			break;
 		}
 		if (sp->pages[page].state != PAGE_FREE)
-			continue; /* in use: reached through fresh after open/clear */
+			continue; /* in use: reached through fresh after clear */
 		if (page_leased(sp, page, now)) {
 			sp->st.lease_skips++;
-			if (u32vec_push(&sp->deferred, page) < 0)
+			if (defer_page(sp, page) < 0)
 				return -1;
 			continue;
 		}
@@ -570,6 +627,7 @@ static void space_free_contents(struct space *sp)
 	sp->pages = NULL;
 	sp->stack = (struct u32vec){0};
 	sp->deferred = (struct u32vec){0};
+	sp->deferred_next = INT64_MAX;
 	sp->nbuckets = sp->nkeys = sp->npending = 0;
 	sp->lru_head = sp->lru_tail = NULL;
 	sp->pend_head = sp->pend_tail = NULL;
@@ -592,8 +650,9 @@ static int cmp_pend_t(const void *a, const void *b)
 }
 
 /*
- * (Re)build a space's memory from the store through @txn. Every page starts leased (the grace):
- * leases given out before a crash are not known. Returns 0, -ENOMEM or -EIO (corrupt store).
+ * (Re)build a space's memory from the store through @txn. Leases given out before a crash are
+ * not known: every published key's page and every free page at or above "unused" starts leased
+ * for lease_ms (the grace; see the top of the file). Returns 0, -ENOMEM or -EIO (corrupt store).
  */
 static int space_load(struct kvfs_meta_hf3fs *h, struct space *sp, MDB_txn *txn)
 {
@@ -614,9 +673,28 @@ static int space_load(struct kvfs_meta_hf3fs *h, struct space *sp, MDB_txn *txn)
 		r = -ENOMEM;
 		goto err_free_contents;
 	}
-	sp->fresh = sp->num_pages;
 	sp->next_seq = 1;
 	put_be32(prefix, sp->id);
+	{
+		unsigned char uk[UNUSED_DKEY_LEN];
+
+		unused_dkey(sp, uk);
+		k = (MDB_val){sizeof(uk), uk};
+		rc = mdb_get(txn, h->db_meta, &k, &v);
+		if (rc && rc != MDB_NOTFOUND) {
+			r = -EIO;
+			goto err_free_contents;
+		}
+		/* missing: a store from before the record, where any page may have been used */
+		sp->unused = 0;
+		if (!rc && v.mv_size == sizeof(sp->unused))
+			memcpy(&sp->unused, v.mv_data, sizeof(sp->unused));
+		if (sp->unused > sp->num_pages) {
+			r = -EIO;
+			goto err_free_contents;
+		}
+		sp->unused_stored = sp->unused;
+	}
 
 	r = lmdb_err(mdb_cursor_open(txn, h->db_keys, &cur));
 	if (r)
@@ -737,7 +815,36 @@ static int space_load(struct kvfs_meta_hf3fs *h, struct space *sp, MDB_txn *txn)
 	}
 	free(porder);
 	free(order);
-	sp->grace_until = h->lease_ms ? now_ms(CLOCK_MONOTONIC) + h->lease_ms : 0;
+	order = NULL;
+	porder = NULL;
+
+	/* Pages are first handed out from the top down, so an owned page below "unused" means
+	 * the record is wrong: trust ownership and lower the mark (memory only: it is stored
+	 * again when fresh next drops below it). */
+	for (uint32_t i = 0; i < sp->unused; i++) {
+		if (sp->pages[i].state != PAGE_FREE) {
+			sp->unused = i;
+			break;
+		}
+	}
+	sp->fresh = sp->unused;
+	{
+		int64_t grace = h->lease_ms ? now_ms(CLOCK_MONOTONIC) + h->lease_ms : 0;
+
+		/* ascending, so that the highest page is popped first, as from fresh */
+		for (uint32_t i = sp->unused; i < sp->num_pages; i++) {
+			struct page *pg = &sp->pages[i];
+
+			if (pg->state == PAGE_PENDING)
+				continue;
+			pg->lease_until = grace;
+			if (pg->state == PAGE_FREE &&
+			    (grace ? defer_page(sp, i) : u32vec_push(&sp->stack, i)) < 0) {
+				r = -ENOMEM;
+				goto err_free_contents;
+			}
+		}
+	}
 	return 0;
 
 err_close_cursor:
@@ -1084,6 +1191,9 @@ int kvfs_meta_hf3fs_initialize(struct kvfs_meta_hf3fs *h, uint32_t rank, const c
 
 		wtx_put(&w, h->db_spaces, k, space_dkey(rank, ns, k), &ds, sizeof(ds));
 		wtx_put(&w, h->db_meta, "next_id", 7, &next, sizeof(next));
+		sp->unused = sp->num_pages; /* nothing was ever handed out */
+		sp->unused_stored = 0;
+		store_unused(&w, sp);
 	}
 	/* Build the (empty) memory state inside the same transaction, then publish. */
 	txn = w.txn;
@@ -1093,7 +1203,6 @@ int kvfs_meta_hf3fs_initialize(struct kvfs_meta_hf3fs *h, uint32_t rank, const c
 	r = wtx_end(&w);
 	if (r)
 		goto err_destroy_space;
-	sp->grace_until = 0; /* nothing was ever handed out */
 	h->next_id++;
 	sp->next = h->spaces;
 	h->spaces = sp;
@@ -1213,6 +1322,7 @@ int kvfs_meta_hf3fs_reserve(struct kvfs_meta_hf3fs *h, uint32_t rank, const char
 		store_pend(&w, sp, p);
 		ret[i].index = page;
 	}
+	store_unused(&w, sp);
 	r = finish(h, sp, &w);
 	pthread_mutex_unlock(&sp->lock);
 	return r;
@@ -1372,6 +1482,7 @@ int kvfs_meta_hf3fs_clear(struct kvfs_meta_hf3fs *h, uint32_t rank, const char *
 		 * are skipped by take_page, leased ones deferred). */
 		sp->stack.n = 0;
 		sp->deferred.n = 0;
+		sp->deferred_next = INT64_MAX;
 		sp->fresh = sp->num_pages;
 	}
 	r = finish(h, sp, &w);

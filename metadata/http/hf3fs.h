@@ -108,8 +108,10 @@ int kvfs_meta_hf3fs_exists(struct kvfs_meta_hf3fs *h, uint32_t rank, const char 
 /*
  * Reserve pages for @n keys (prefix keys are accepted by the route but unused, as in the
  * reference). A published key answers {true, its index} and counts as a use. A new key gets a
- * page: a free one, else the page of an expired reservation, else the page of the least
- * recently used published key that is not leased (that key is removed), else -1.
+ * page: a free one that is not leased, else the page of an expired reservation, else the page
+ * of the least recently used published key that is not leased (that key is removed), else -1.
+ * For lease_ms after open, every page a reader could hold counts as leased (published keys'
+ * pages, free pages ever handed out); pages never handed out are free at once (see hf3fs.c).
  * @ret has @n slots. -ENOENT, -EINVAL as above; -EIO if the store could not be written (the
  * in-memory state is then reloaded from the store, so nothing half-done is visible).
  */

@@ -189,6 +189,7 @@ unsigned kvfs_meta_http_status(int err)
 	case EPERM:
 		return 403;
 	case EMSGSIZE:
+	case E2BIG: /* an xattr value above 64 KiB: too large, not a server fault */
 		return 413;
 	case ESTALE:
 		return 410;

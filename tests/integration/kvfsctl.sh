@@ -83,6 +83,46 @@ assert_fails "evict policy 'fifo'" kvctl pool create bad4 --evict fifo
 for b in bad1 bad2 bad3 bad4; do assert_missing "$MNT/$b"; done
 assert_eq 65536 "$(pool_stat p64 page_size)" "p64 page size after a refused re-create"
 
+step "pool names with control characters or '/', overlong names and huge sizes are refused"
+long=$(printf 'p%.0s' $(seq 256))
+assert_fails "kvfsctl: a name with a newline" kvctl pool create "$(printf 'a\nb')"
+assert_fails "kvfsctl: a name with \\x01" kvctl pool create "$(printf 'a\001')"
+assert_fails "kvfsctl: a name with /" kvctl pool create a/b
+assert_fails "kvfsctl: a 256-byte name" kvctl pool create "$long"
+assert_fails "kvfsctl: capacity 16777215T (2^64 - 2^40)" kvctl pool create big1 --capacity 16777215T
+assert_fails "kvfsctl: capacity 99999999999999999999" \
+	kvctl pool create big2 --capacity 99999999999999999999
+assert_fails "kvfsctl: max file size 8E" kvctl pool create big3 --max-file-size 8388608T
+for req in '{"cmd":"pool_create","name":"a\nb"}' '{"cmd":"pool_create","name":"a\u0001"}' \
+	'{"cmd":"pool_create","name":"a\u0000b"}' '{"cmd":"pool_create","name":"a/b"}' \
+	'{"cmd":"pool_create","name":".."}' "{\"cmd\":\"pool_create\",\"name\":\"$long\"}" \
+	'{"cmd":"pool_create","name":"big1","capacity":"16777215T"}' \
+	'{"cmd":"pool_create","name":"big2","capacity":"99999999999999999999"}' \
+	'{"cmd":"pool_create","name":"big3","max_file_size":"8388608T"}' \
+	'{"cmd":"pool_create","name":"big4","capacity":9223372036854775807}'; do
+	kvpy ctl "$MNT" "$req" >"$WORK/ctlbad.json"
+	# a \u0000 is refused by the request parser already: the write fails with EINVAL
+	[ "$(cat "$WORK/ctlbad.json")" = EINVAL ] && continue
+	assert_eq 22 "$(json_get "$WORK/ctlbad.json" 'j["errno"]' 2>&1)" ".kvfs/ctl ${req:0:60}: EINVAL"
+done
+kvpy ctl "$MNT" '{"cmd":"pool_list"}' >"$WORK/ctlnames.json"
+assert_eq "kv mamba p64 plru" \
+	"$(json_get "$WORK/ctlnames.json" '" ".join(sorted(p["name"] for p in j["pools"]))')" \
+	"no pool created by the refused requests"
+kvctl pool create huge --capacity 4194304T
+assert_eq 4611686018427387904 "$(pool_stat huge capacity)" "a 2^62-byte capacity comes back unsigned"
+kvctl pool list | grep -w huge | grep -q 4E || fail "pool list does not show huge's capacity as 4E"
+kvctl pool drop huge
+
+step "kvfs --pool refuses bad names and huge sizes"
+mkdir -p "$WORK/nomnt"
+for spec in "$(printf 'a\001')" a/b .. "$long" "big,capacity=16777215T" \
+	"big,capacity=99999999999999999999"; do
+	out=$(timeout 10 "$KVFS_BIN" -f --dram 64M --data "$WORK/nodata" --pool "$spec" "$WORK/nomnt" 2>&1) &&
+		fail "kvfs --pool '${spec:0:40}' started"
+	assert_match "cannot parse" "$out" "kvfs --pool '${spec:0:40}' refused"
+done
+
 step "kvfsctl finds the mount through KVFS_MNT and /proc/self/mounts"
 KVFS_MNT=$MNT "$KVFSCTL_BIN" pool list | grep -qw p64 || fail "KVFS_MNT=\$MNT kvfsctl pool list"
 if [ "$(awk '$3 == "fuse.kvfs"' /proc/mounts | wc -l)" -eq 1 ]; then

@@ -218,6 +218,15 @@ START_TEST(every_op)
 	free(pools);
 	strcpy(pa.name, "kv");
 	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EEXIST);
+	/* refused names and sizes come back as EINVAL through the native route */
+	strcpy(pa.name, "a\nb");
+	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EINVAL);
+	strcpy(pa.name, "big");
+	pa.capacity = 16777215ull << 40; /* "16777215T" */
+	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EINVAL);
+	pa.capacity = KVFS_POOL_SIZE_MAX + 1;
+	ck_assert_int_eq(m->ops->pool_create(m, &pa), -EINVAL);
+	ck_assert_int_eq(m->ops->lookup(m, KVFS_ROOT_INO, "big", &a), -ENOENT);
 	ck_assert_int_eq(m->ops->pool_get(m, 999, &pa), -ENOENT);
 
 	/* namespace */
@@ -268,6 +277,17 @@ START_TEST(every_op)
 	ck_assert_uint_eq(len, sizeof("user.model"));
 	ck_assert_str_eq(buf, "user.model");
 	ck_assert_int_eq(m->ops->removexattr(m, ino, "user.model"), 0);
+	{
+		/* the per-file bounds come back as their errno: E2BIG (413), ENOSPC (507) */
+		static char big[64 * 1024 + 1];
+
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.big", big, sizeof(big), 0), -E2BIG);
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.v1", big, 64 * 1024, 0), 0);
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.v2", big, 64 * 1024, 0), 0);
+		ck_assert_int_eq(m->ops->setxattr(m, ino, "user.v3", "x", 1, 0), -ENOSPC);
+		ck_assert_int_eq(m->ops->removexattr(m, ino, "user.v1"), 0);
+		ck_assert_int_eq(m->ops->removexattr(m, ino, "user.v2"), 0);
+	}
 	ck_assert_int_eq(m->ops->getxattr(m, ino, "user.model", buf, sizeof(buf), &len), -ENODATA);
 
 	/* statfs, unlink, rmdir, drop, leave */

@@ -556,16 +556,57 @@ START_TEST(persist_crash)
 		ck_assert_uint_eq(st.keys, 4);
 		ck_assert_uint_eq(st.pending, 1);
 		ck_assert_uint_eq(st.free, 3);
-		/* the grace: nothing handed out right after a restart */
+		/* the grace: pages never handed out (1, 0) at once; k0's page 7, freed just
+		 * before the crash, and the published keys' pages not until it has passed */
 		ck_assert_int_eq(kvfs_meta_hf3fs_reserve(h, 5, "ns", &keys[0], 1, &r), 0);
+		ck_assert_int_eq(r.index, 1);
+		ck_assert_int_eq(kvfs_meta_hf3fs_reserve(h, 5, "ns", &K("k6"), 1, &r), 0);
+		ck_assert_int_eq(r.index, 0);
+		ck_assert_int_eq(kvfs_meta_hf3fs_reserve(h, 5, "ns", &K("k7"), 1, &r), 0);
 		ck_assert_int_eq(r.index, -1);
 		usleep(250 * 1000);
-		ck_assert_int_eq(kvfs_meta_hf3fs_reserve(h, 5, "ns", &keys[0], 1, &r), 0);
-		ck_assert_int_ge(r.index, 0);
-		ck_assert_int_ne(r.index, 2); /* k5's reservation is still held */
-		for (int i = 1; i < 5; i++)
-			ck_assert_int_ne(r.index, idx[i]);
+		ck_assert_int_eq(kvfs_meta_hf3fs_reserve(h, 5, "ns", &K("k7"), 1, &r), 0);
+		ck_assert_int_eq(r.index, 7);
+		/* then LRU eviction: k1 on page 6 (k5's reservation on page 2 is still held) */
+		ck_assert_int_eq(kvfs_meta_hf3fs_reserve(h, 5, "ns", &K("k8"), 1, &r), 0);
+		ck_assert_int_eq(r.index, 6);
 	}
+	teardown(h);
+}
+END_TEST
+
+/* A restart keeps which pages were never handed out, also across clear: those serve new keys
+ * at once, every other page waits for the grace. */
+START_TEST(persist_grace_spares_unused_pages)
+{
+	struct kvfs_meta_hf3fs *h = setup(4, 200);
+
+	confirm1(h, "a", reserve1(h, "a", NULL)); /* 3 */
+	ck_assert_int_eq(get1(h, "a"), 3);
+	confirm1(h, "b", reserve1(h, "b", NULL)); /* 2 */
+	ck_assert_int_eq(get1(h, "b"), 2);
+	ck_assert_int_eq(kvfs_meta_hf3fs_delete(h, 0, NULL, &K("b"), 1, NULL),
+			 0); /* 2: free, read */
+	kvfs_meta_hf3fs_close(h);
+
+	h = open_h(200, 0);
+	ck_assert_int_eq(reserve1(h, "c", NULL), 1);
+	ck_assert_int_eq(reserve1(h, "d", NULL), 0);
+	ck_assert_int_eq(reserve1(h, "e", NULL), -1); /* 2 and a's 3 are in their grace */
+	usleep(250 * 1000);
+	ck_assert_int_eq(reserve1(h, "e", NULL), 2);
+	ck_assert_int_eq(reserve1(h, "f", NULL), 3); /* a evicted */
+
+	/* clear frees every page, but all of them have been handed out: none is spared */
+	confirm1(h, "e", 2);
+	ck_assert_int_eq(get1(h, "e"), 2);
+	ck_assert_int_eq(kvfs_meta_hf3fs_clear(h, 0, NULL), 0);
+	kvfs_meta_hf3fs_close(h);
+	h = open_h(200, 0);
+	ck_assert_uint_eq(stats(h).pending, 3); /* c, d, f: clear keeps reservations */
+	ck_assert_int_eq(reserve1(h, "g", NULL), -1);
+	usleep(250 * 1000);
+	ck_assert_int_eq(reserve1(h, "g", NULL), 2);
 	teardown(h);
 }
 END_TEST
@@ -636,6 +677,7 @@ static Suite *hf3fs_suite(void)
 	tcase_add_test(better, expired_reservation_reclaimed);
 	tcase_add_test(persist, persist_clean_reopen);
 	tcase_add_test(persist, persist_crash);
+	tcase_add_test(persist, persist_grace_spares_unused_pages);
 	tcase_add_test(persist, persist_many_and_lock);
 	suite_add_tcase(s, ref);
 	suite_add_tcase(s, basic);

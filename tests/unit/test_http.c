@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "server.h"
 
 static json_t *parse_ok(const char *s)
 {
@@ -309,6 +310,18 @@ START_TEST(dirent_pool_statfs_node)
 	json_object_set_new(j, "name", json_string("a/b"));
 	json_object_set_new(j, "page_size", json_integer(0));
 	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string("a\nb"));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string("a\x01"));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string(".."));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	json_object_set_new(j, "name", json_string("kv"));
+	json_object_set_new(j, "capacity", json_integer((json_int_t)(KVFS_POOL_SIZE_MAX + 1)));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "capacity"));
+	json_object_set_new(j, "capacity", json_integer((json_int_t)KVFS_POOL_SIZE_MAX));
+	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), 0);
 	json_decref(j);
 	j = parse_ok("{\"name\": \"mamba\", \"page_size\": 65536}");
 	ck_assert_int_eq(kvfs_meta_json_to_pool(j, false, &p2, &err), -EPROTO);
@@ -661,6 +674,17 @@ START_TEST(base64)
 }
 END_TEST
 
+/* The single errno -> status mapping: the xattr bounds are client errors, not 500s. */
+START_TEST(status_mapping)
+{
+	ck_assert_uint_eq(kvfs_meta_http_status(0), 200);
+	ck_assert_uint_eq(kvfs_meta_http_status(-ENOSPC), 507);
+	ck_assert_uint_eq(kvfs_meta_http_status(-E2BIG), 413);
+	ck_assert_uint_eq(kvfs_meta_http_status(-EMSGSIZE), 413);
+	ck_assert_uint_eq(kvfs_meta_http_status(-EIO), 500);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -675,6 +699,7 @@ static Suite *http_suite(void)
 	tcase_add_test(codec, hf3fs_bodies);
 	tcase_add_test(codec, fast_parser);
 	tcase_add_test(codec, base64);
+	tcase_add_test(codec, status_mapping);
 	suite_add_tcase(s, codec);
 	return s;
 }

@@ -220,6 +220,26 @@ START_TEST(test_names)
 	ck_assert_int_eq(ops->mkdir(m, KVFS_ROOT_INO, name, 0755, 0, 0, &a), -ENAMETOOLONG);
 	memcpy(pa_.name, "a/b", 4);
 	ck_assert_int_eq(ops->pool_create(m, &pa_), -EINVAL);
+	/* pool names are stricter than file names: no control characters (they are words in
+	 * kvfsctl's output and metrics labels), whichever way the pool is created */
+	{
+		static const char *const bad[] = {"",	  ".",	     "..",     "a\nb", "a\x01",
+						  "\x1f", "del\x7f", "tab\tx", "a/b",  "/"};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			memset(&pa_, 0, sizeof(pa_));
+			snprintf(pa_.name, sizeof(pa_.name), "%s", bad[i]);
+			ck_assert_msg(ops->pool_create(m, &pa_) == -EINVAL, "pool name %zu", i);
+			if (*bad[i])
+				ck_assert_int_eq(
+					ops->mkdir(m, KVFS_ROOT_INO, bad[i], 0755, 0, 0, &a),
+					-EINVAL);
+		}
+	}
+	memset(&pa_, 0, sizeof(pa_));
+	memset(pa_.name, 'q', sizeof(pa_.name)); /* 65 bytes, no terminator */
+	ck_assert_int_eq(ops->pool_create(m, &pa_), -ENAMETOOLONG);
+	ck_assert_int_eq(ops->lookup(m, KVFS_ROOT_INO, "a\nb", &a), -ENOENT);
 }
 END_TEST
 
@@ -265,6 +285,23 @@ START_TEST(test_pools)
 	bad.page_size = 0;
 	bad.evict = 7;
 	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	/* sizes above KVFS_POOL_SIZE_MAX (2^62) would come back negative from signed JSON:
+	 * "16777215T" is 2^64 - 2^40 */
+	bad.evict = KVFS_EVICT_LRU;
+	bad.capacity = 16777215ull << 40;
+	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	bad.capacity = KVFS_POOL_SIZE_MAX + 1;
+	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	bad.capacity = 0;
+	bad.max_file_size = UINT64_MAX;
+	ck_assert_int_eq(ops->pool_create(m, &bad), -EINVAL);
+	bad.max_file_size = 0;
+	bad.capacity = KVFS_POOL_SIZE_MAX;
+	snprintf(bad.name, sizeof(bad.name), "huge");
+	ck_assert_int_eq(ops->pool_create(m, &bad), 0);
+	ck_assert_int_eq(ops->pool_get(m, bad.id, &g), 0);
+	ck_assert_uint_eq(g.capacity, KVFS_POOL_SIZE_MAX);
+	ck_assert_int_eq(ops->pool_drop(m, "huge", false), 0);
 
 	ck_assert_int_eq(ops->pool_list(m, &v, &n), 0);
 	ck_assert_uint_eq(n, 2);
@@ -1174,6 +1211,58 @@ START_TEST(test_xattrs)
 }
 END_TEST
 
+/* Per-file bounds (meta.h): count, names with their NULs, values; ENOSPC past them, E2BIG for
+ * one value above 64 KiB; replacing at the limit works. */
+START_TEST(test_xattr_bounds)
+{
+	uint64_t p = mkpool("kv", PS, 0, KVFS_EVICT_LRU, 0);
+	uint64_t f = mkfile(p, "count"), g = mkfile(p, "names"), h = mkfile(p, "values");
+	static char big[64 * 1024 + 1], list[KVFS_XATTR_NAMES_MAX];
+	char name[KVFS_NAME_MAX + 1];
+	size_t len;
+
+	for (int i = 0; i < KVFS_XATTR_COUNT_MAX; i++) {
+		snprintf(name, sizeof(name), "user.a%04d", i);
+		ck_assert_int_eq(ops->setxattr(m, f, name, "v", 1, 0), 0);
+	}
+	ck_assert_int_eq(ops->setxattr(m, f, "user.one-more", "v", 1, 0), -ENOSPC);
+	ck_assert_int_eq(ops->setxattr(m, f, "user.a0007", "w", 1, XATTR_REPLACE), 0);
+	ck_assert_int_eq(ops->setxattr(m, f, "user.a0008", "longer", 6, 0), 0);
+	ck_assert_int_eq(ops->removexattr(m, f, "user.a0000"), 0);
+	ck_assert_int_eq(ops->setxattr(m, f, "user.one-more", "v", 1, 0), 0);
+
+	/* 256 names of 255 bytes: 64 KiB with their NULs, exactly what listxattr may return */
+	memset(name, 'n', KVFS_NAME_MAX);
+	memcpy(name, "user.", 5);
+	name[KVFS_NAME_MAX] = '\0';
+	for (int i = 0; i < 257; i++) {
+		char num[8];
+
+		snprintf(num, sizeof(num), "%04d", i);
+		memcpy(name + 5, num, 4);
+		ck_assert_int_eq(ops->setxattr(m, g, name, NULL, 0, 0), i < 256 ? 0 : -ENOSPC);
+	}
+	ck_assert_int_eq(ops->listxattr(m, g, NULL, 0, &len), 0);
+	ck_assert_uint_eq(len, KVFS_XATTR_NAMES_MAX);
+	ck_assert_int_eq(ops->listxattr(m, g, list, sizeof(list), &len), 0);
+
+	/* values: two full-size ones fill the file; same-size replacements still work */
+	memset(big, 'b', sizeof(big));
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v1", big, 64 * 1024, 0), 0);
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v2", big, 64 * 1024, 0), 0);
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v3", "x", 1, 0), -ENOSPC);
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v3", NULL, 0, 0), 0); /* no value bytes */
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v1", big + 1, 64 * 1024, XATTR_REPLACE), 0);
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v2", big, 64 * 1024 - 1, 0), 0);
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v2", big, 64 * 1024, 0), 0);
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v2", big, 64 * 1024 + 1, 0), -E2BIG);
+	ck_assert_int_eq(ops->getxattr(m, h, "user.v2", NULL, 0, &len), 0);
+	ck_assert_uint_eq(len, 64 * 1024);
+	ck_assert_int_eq(ops->removexattr(m, h, "user.v2"), 0);
+	ck_assert_int_eq(ops->setxattr(m, h, "user.v4", "x", 1, 0), 0);
+}
+END_TEST
+
 struct worker {
 	uint64_t dir;
 	uint64_t shared;
@@ -1270,6 +1359,7 @@ static Suite *meta_suite(void)
 	tcase_add_test(tc, test_truncate_under_lease);
 	tcase_add_test(tc, test_truncate_times);
 	tcase_add_test(tc, test_xattrs);
+	tcase_add_test(tc, test_xattr_bounds);
 	tcase_add_test(tc, test_threads);
 	suite_add_tcase(s, tc);
 
