@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fs_i.h - private state of the kvfs FUSE daemon, shared by main.c, fs.c, pagemap.c and ctl.c.
+ * fs_i.h - private state of the kvfs FUSE daemon, shared by all of fs/ (main.c, ctl.c, pagemap.c,
+ * hitcache.c and the FUSE operations, which share ops_i.h besides).
  *
  * Lock order (outer first): fs_inode.lock, then kvfs_fs.itable_lock. The metadata state
  * machine and the page allocator have their own internal locks, always taken innermost; no
@@ -123,8 +124,8 @@ struct fs_istate {
 /* An inode the kernel knows (lookup count > 0) or that is in use here. */
 struct fs_inode {
 	uint64_t ino;
-	struct fs_inode *hnext;		/* guarded by fs->itable_lock */
-	uint64_t hold_lease;		/* guarded by fs->itable_lock; see hold_target() in fs.c */
+	struct fs_inode *hnext; /* guarded by fs->itable_lock */
+	uint64_t hold_lease;	/* guarded by fs->itable_lock; see fs_hold_target() in inode.c */
 	_Atomic(struct fs_istate *) st; /* set once (under fs->itable_lock), freed with it */
 	uint32_t nlookup;		/* guarded by fs->itable_lock */
 	uint32_t refs;			/* in-flight users; guarded by fs->itable_lock */
@@ -245,7 +246,7 @@ bool fs_hitcache_has(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uin
 void fs_hitcache_stats(struct fs_hitcache *hc, uint64_t *ret_bytes, uint64_t *ret_hits,
 		       uint64_t *ret_misses, uint64_t *ret_inserts, uint64_t *ret_evictions);
 
-/* fs.c */
+/* ops.c, notify.c */
 extern const struct fuse_lowlevel_ops kvfs_fs_ops;
 int kvfs_fs_init(struct kvfs_fs *fs);
 void kvfs_fs_fini(struct kvfs_fs *fs);
