@@ -51,6 +51,8 @@ struct fs_page *fs_pagemap_find(const struct fs_pagemap *pm, uint64_t index);
 /* Insert or overwrite. Returns the slot, or NULL without memory. */
 struct fs_page *fs_pagemap_put(struct fs_pagemap *pm, uint64_t index,
 			       const struct kvfs_page_ref *ref, bool pending);
+/* Remove the entry of @index; false if there was none. */
+bool fs_pagemap_drop_one(struct fs_pagemap *pm, uint64_t index);
 /* Remove every entry with index >= @first; call @fn on each removed one. */
 void fs_pagemap_drop_from(struct fs_pagemap *pm, uint64_t first,
 			  void (*fn)(void *ctx, const struct fs_page *p), void *ctx);

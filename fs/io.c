@@ -113,65 +113,41 @@ bool fs_ra_has(const struct fs_ra *ra, uint64_t idx)
 }
 
 /*
- * Fetch the remote pages of [@start, @start + window) into a new read-ahead window of @o and
- * install it. Called without in->st->lock; @refs/@idx were collected under it at generation @gen.
- * Returns the window with a reference for the caller, or NULL (the read then falls back to
- * fetching just what it needs).
+ * A new, empty read-ahead window of @npages pages from page @first, for content generation
+ * @gen, with one reference for the caller. The read path fills it in its engine batch and
+ * installs it with fs_ra_install(). NULL without memory.
  */
-struct fs_ra *fs_ra_fetch(struct kvfs_fs *fs, struct fs_open *o, uint64_t start, uint32_t npages,
-			  uint32_t P, uint64_t size, uint64_t gen, const uint64_t *idx,
-			  const struct kvfs_page_ref *refs, size_t n, int *ret_err)
+struct fs_ra *fs_ra_new(uint64_t first, uint32_t npages, uint32_t P, uint64_t gen)
 {
-	struct kvfs_xfer_op *ops;
-	struct fs_ra *ra, *old;
+	struct fs_ra *ra = calloc(1, sizeof(*ra));
 
-	ra = calloc(1, sizeof(*ra));
-	ops = calloc(n, sizeof(*ops));
-	if (!ra || !ops)
-		goto err_free;
+	if (!ra)
+		return NULL;
 	ra->valid = calloc(npages, 1);
 	ra->data = malloc((size_t)npages * P);
-	if (!ra->valid || !ra->data)
-		goto err_free;
-	ra->first = start;
+	if (!ra->valid || !ra->data) {
+		free(ra->valid);
+		free(ra->data);
+		free(ra);
+		return NULL;
+	}
+	ra->first = first;
 	ra->npages = npages;
 	ra->page_size = P;
 	ra->gen = gen;
-	atomic_store(&ra->refs, 2); /* o->ra and the caller */
-	for (size_t i = 0; i < n; i++) {
-		uint64_t pstart = idx[i] * P;
+	atomic_store(&ra->refs, 1);
+	return ra;
+}
 
-		ops[i].dir = KVFS_XFER_READ;
-		ops[i].node = refs[i].node;
-		ops[i].incarnation = refs[i].incarnation;
-		ops[i].remote_off = refs[i].off;
-		ops[i].buf = ra->data + (idx[i] - start) * P;
-		ops[i].len = (uint32_t)(size - pstart < P ? size - pstart : P);
-	}
-	/* one batch: the engine merges pages contiguous on a peer into one transfer */
-	*ret_err = fs_xfer_run(fs, ops, n);
-	for (size_t i = 0; i < n; i++) {
-		ra->valid[idx[i] - start] = ops[i].result == 0;
-		/* the last page is fetched up to the size only: the rest of it reads as zeros if
-		 * the file grows here later (it must never show what the heap held before) */
-		if (ops[i].len < P)
-			memset((char *)ops[i].buf + ops[i].len, 0, P - ops[i].len);
-	}
-	free(ops);
+/* Make @ra (filled) the window of @o; @o takes a reference of its own. */
+void fs_ra_install(struct fs_open *o, struct fs_ra *ra)
+{
+	struct fs_ra *old;
+
+	atomic_fetch_add(&ra->refs, 1);
 	pthread_mutex_lock(&o->ra_lock);
 	old = o->ra;
 	o->ra = ra;
 	pthread_mutex_unlock(&o->ra_lock);
 	fs_ra_put(old);
-	CTR(fs, readaheads);
-	return ra;
-
-err_free:
-	if (ra) {
-		free(ra->valid);
-		free(ra->data);
-	}
-	free(ra);
-	free(ops);
-	return NULL;
 }

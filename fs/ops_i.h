@@ -141,9 +141,8 @@ int fs_zero_page_range(struct kvfs_fs *fs, const struct kvfs_page_ref *ref, uint
 void fs_ra_put(struct fs_ra *ra);
 struct fs_ra *fs_ra_get(struct fs_open *o, uint64_t gen);
 bool fs_ra_has(const struct fs_ra *ra, uint64_t idx);
-struct fs_ra *fs_ra_fetch(struct kvfs_fs *fs, struct fs_open *o, uint64_t start, uint32_t npages,
-			  uint32_t P, uint64_t size, uint64_t gen, const uint64_t *idx,
-			  const struct kvfs_page_ref *refs, size_t n, int *ret_err);
+struct fs_ra *fs_ra_new(uint64_t first, uint32_t npages, uint32_t P, uint64_t gen);
+void fs_ra_install(struct fs_open *o, struct fs_ra *ra);
 
 /* read.c */
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);

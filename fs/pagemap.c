@@ -126,6 +126,16 @@ static void remove_slot(struct fs_pagemap *pm, size_t i)
 	}
 }
 
+bool fs_pagemap_drop_one(struct fs_pagemap *pm, uint64_t index)
+{
+	struct fs_page *p = fs_pagemap_find(pm, index);
+
+	if (!p)
+		return false;
+	remove_slot(pm, (size_t)(p - pm->slots));
+	return true;
+}
+
 void fs_pagemap_drop_from(struct fs_pagemap *pm, uint64_t first,
 			  void (*fn)(void *ctx, const struct fs_page *p), void *ctx)
 {

@@ -37,89 +37,74 @@ static void serve_buffer(fuse_req_t req, struct fs_handle *h, size_t size, off_t
 	pthread_mutex_unlock(&h->lock);
 }
 
-#define READ_IOV_INLINE 32
-
+/*
+ * One read, planned under the inode's read lock in one pass over its pages and carried out by
+ * at most one engine batch. Every part of the reply is one of: a hole (the shared zero page),
+ * a local page (pinned in embedded mode), the current read-ahead window, a kept copy of a
+ * remote page (--cache-remote), or a remote page fetched by this read's batch, either into a
+ * new window (a sequential reader, --meta) or into a bounce buffer.
+ */
 struct read_plan {
-	uint64_t *op_index; /* page index of each op (for the remote-hit cache) */
-	struct iovec *iov;
+	uint64_t gen;	   /* the inode's content_gen the plan was made at */
+	uint64_t fsize;	   /* the size it was made at */
+	uint64_t version;  /* o->version: keys the remote-hit cache */
+	bool keep_hits;	   /* the pool keeps copies of remote pages */
+	struct iovec *iov; /* the reply */
 	size_t niov;
 	struct fs_hit **hits; /* remote-hit cache entries the reply points into */
 	size_t nhits;
 	uint64_t *pins; /* arena offsets of pinned local pages */
 	size_t npins;
-	char *bounce; /* remote pages */
-	struct kvfs_xfer_op *ops;
-	size_t nops;
+	struct fs_ra *ra;  /* the window the reply may point into (referenced), or NULL */
+	struct fs_ra *win; /* a new window this read fills (referenced), or NULL */
+	char *bounce;	   /* remote pages outside any window */
+	size_t bounce_used;
+	struct kvfs_xfer_op *ops; /* the batch */
+	uint64_t *op_index;	  /* page index of each op */
+	size_t nops, ops_cap;
 };
 
-static int plan_add_iov(struct read_plan *p, void *base, size_t len)
+static void plan_add_iov(struct read_plan *p, void *base, size_t len)
 {
 	if (p->niov && (char *)p->iov[p->niov - 1].iov_base + p->iov[p->niov - 1].iov_len == base) {
 		p->iov[p->niov - 1].iov_len += len; /* contiguous in memory: one iovec */
-		return 0;
+		return;
 	}
 	p->iov[p->niov].iov_base = base;
 	p->iov[p->niov].iov_len = len;
 	p->niov++;
-	return 0;
 }
 
-/*
- * A sequential read (from offset 0, or where the last read ended) that needs a remote page the
- * current window lacks plans a new window: the remote pages of up to FS_RA_BYTES from there.
- * Caller holds in->st->lock. Returns the number of pages to fetch into ret_idx/ret_refs (arrays of
- * at least FS_RA_BYTES / P + 1 entries), 0 when no fetch is needed.
- */
+/* Undo a plan: unpin, drop references, free. @fs may be NULL when nothing was pinned. */
+static void plan_release(struct kvfs_fs *fs, struct read_plan *p)
+{
+	for (size_t i = 0; i < p->npins; i++)
+		kvfs_palloc_unpin(fs->palloc, p->pins[i]);
+	for (size_t i = 0; i < p->nhits; i++)
+		fs_hitcache_release(p->hits[i]);
+	fs_ra_put(p->ra);
+	fs_ra_put(p->win);
+	free(p->iov);
+	free(p->hits);
+	free(p->pins);
+	free(p->bounce);
+	free(p->ops);
+	free(p->op_index);
+	memset(p, 0, sizeof(*p));
+}
+
 static bool hit_cached(struct kvfs_fs *fs, struct fs_open *o, uint64_t ino, uint64_t idx)
 {
 	return o->cache_hits && fs_hitcache_has(fs->hitcache, ino, o->version, idx);
 }
 
-static size_t ra_plan(struct kvfs_fs *fs, struct fs_open *o, uint64_t ino, const struct fs_ra *cur,
-		      uint64_t off, uint64_t end, uint64_t *ret_start, uint32_t *ret_npages,
-		      uint64_t *ret_idx, struct kvfs_page_ref *ret_refs)
-{
-	uint64_t P = o->page_size, start = UINT64_MAX, last_page, w;
-	size_t n = 0;
-
-	if (off != 0 && off != atomic_load(&o->next_off))
-		return 0;
-	for (uint64_t i = off / P; i <= (end - 1) / P; i++) {
-		struct fs_page *pg = fs_pagemap_find(&o->pages, i);
-
-		if (pg && !fs_is_local(fs, &pg->ref) && !fs_ra_has(cur, i) &&
-		    !hit_cached(fs, o, ino, i)) {
-			start = i;
-			break;
-		}
-	}
-	if (start == UINT64_MAX)
-		return 0;
-	w = FS_RA_BYTES / P ? FS_RA_BYTES / P : 1;
-	last_page = (o->size - 1) / P;
-	if (start + w - 1 > last_page)
-		w = last_page - start + 1;
-	for (uint64_t i = start; i < start + w; i++) {
-		struct fs_page *pg = fs_pagemap_find(&o->pages, i);
-
-		if (pg && !fs_is_local(fs, &pg->ref) && !hit_cached(fs, o, ino, i)) {
-			ret_idx[n] = i;
-			ret_refs[n] = pg->ref;
-			n++;
-		}
-	}
-	*ret_start = start;
-	*ret_npages = (uint32_t)w;
-	return n;
-}
-
 /* Point the reply at a cached copy of remote page @idx if there is one covering the range. */
-static bool hit_serve(struct kvfs_fs *fs, struct read_plan *p, uint64_t ino, uint64_t version,
-		      uint64_t idx, uint64_t in_page, uint64_t n)
+static bool hit_serve(struct kvfs_fs *fs, struct read_plan *p, uint64_t ino, uint64_t idx,
+		      uint64_t in_page, uint64_t n)
 {
 	struct fs_hit *ref;
 	uint32_t len;
-	const char *d = fs_hitcache_get(fs->hitcache, ino, version, idx, &len, &ref);
+	const char *d = fs_hitcache_get(fs->hitcache, ino, p->version, idx, &len, &ref);
 
 	if (!d)
 		return false;
@@ -132,44 +117,187 @@ static bool hit_serve(struct kvfs_fs *fs, struct read_plan *p, uint64_t ino, uin
 	return true;
 }
 
-/* After a reply: keep copies of whole remote pages this read fetched (window or bounce). */
-static void hit_keep(struct kvfs_fs *fs, const struct read_plan *p, const struct fs_ra *ra,
-		     uint64_t ino, uint64_t version, uint64_t P, uint64_t fsize)
+/* Queue a read of @len bytes at @in_page of page @idx into @buf. */
+static void plan_op(struct read_plan *p, const struct kvfs_page_ref *ref, uint64_t idx,
+		    uint64_t in_page, void *buf, uint64_t len)
 {
-	if (ra) {
-		for (uint32_t i = 0; i < ra->npages; i++) {
-			uint64_t idx = ra->first + i, start = idx * P;
+	struct kvfs_xfer_op *op = &p->ops[p->nops];
 
-			if (ra->valid[i] && start < fsize)
-				fs_hitcache_put(fs->hitcache, ino, version, idx, ra->data + i * P,
-						(uint32_t)(fsize - start < P ? fsize - start : P));
-		}
+	op->dir = KVFS_XFER_READ;
+	op->node = ref->node;
+	op->incarnation = ref->incarnation;
+	op->remote_off = ref->off + in_page;
+	op->buf = buf;
+	op->len = (uint32_t)len;
+	op->result = 0;
+	p->op_index[p->nops++] = idx;
+}
+
+/*
+ * A new window for a sequential reader that needs remote page @start: up to FS_RA_BYTES of the
+ * file from there, with a read queued for every remote page in it that is not kept already.
+ */
+static int plan_window(struct kvfs_fs *fs, struct read_plan *p, struct fs_open *o, uint64_t ino,
+		       uint64_t start)
+{
+	uint64_t P = o->page_size, w = FS_RA_BYTES / P ? FS_RA_BYTES / P : 1;
+	uint64_t last = (p->fsize - 1) / P;
+
+	if (start + w - 1 > last)
+		w = last - start + 1;
+	p->win = fs_ra_new(start, (uint32_t)w, (uint32_t)P, p->gen);
+	if (!p->win)
+		return -ENOMEM;
+	for (uint64_t i = start; i < start + w; i++) {
+		struct fs_page *pg = fs_pagemap_find(&o->pages, i);
+		uint64_t len = p->fsize - i * P < P ? p->fsize - i * P : P;
+
+		if (pg && !fs_is_local(fs, &pg->ref) && !hit_cached(fs, o, ino, i))
+			plan_op(p, &pg->ref, i, 0, p->win->data + (i - start) * P, len);
 	}
+	return 0;
+}
+
+/*
+ * Plan the read of [@off, @end) of @in, open here, in one pass over its pages. Caller holds
+ * in->st->lock for reading. Returns 0, or a negative errno (the plan is then released).
+ */
+static int plan_read(struct kvfs_fs *fs, struct fs_inode *in, uint64_t off, uint64_t end,
+		     struct read_plan *p)
+{
+	struct fs_open *o = in->st->open;
+	uint64_t P = o->page_size, pos, nslots = (end - 1) / P - off / P + 1;
+	bool sequential = off == 0 || off == atomic_load(&o->next_off);
+	int r;
+
+	p->gen = in->st->content_gen;
+	p->fsize = o->size;
+	p->version = o->version;
+	p->keep_hits = o->cache_hits;
+	p->iov = malloc(nslots * sizeof(*p->iov));
+	p->pins = malloc(nslots * sizeof(*p->pins));
+	p->hits = malloc(nslots * sizeof(*p->hits));
+	if (!p->iov || !p->pins || !p->hits)
+		return -ENOMEM;
+	p->ra = fs_ra_get(o, p->gen);
+	for (pos = off; pos < end;) {
+		uint64_t idx = pos / P, in_page = pos % P, n = P - in_page;
+		struct fs_page *pg = fs_pagemap_find(&o->pages, idx);
+
+		if (n > end - pos)
+			n = end - pos;
+		pos += n;
+		if (!pg) {
+			CTR(fs, read_holes);
+			plan_add_iov(p, (void *)fs->zero, n);
+			continue;
+		}
+		if (fs_is_local(fs, &pg->ref)) {
+			if (fs->palloc) {
+				r = kvfs_palloc_pin(fs->palloc, pg->ref.off);
+				if (r < 0)
+					return r;
+				p->pins[p->npins++] = pg->ref.off;
+			}
+			plan_add_iov(p, kvfs_arena_ptr(fs->arena, pg->ref.off + in_page), n);
+			continue;
+		}
+		if (fs_ra_has(p->ra, idx)) {
+			plan_add_iov(p, p->ra->data + (idx - p->ra->first) * P + in_page, n);
+			continue;
+		}
+		if (p->keep_hits && hit_serve(fs, p, in->ino, idx, in_page, n)) {
+			CTR(fs, remote_hits);
+			continue;
+		}
+		/* a page to fetch: this read's batch holds at most its own pages and a window */
+		if (!p->ops) {
+			p->ops_cap = nslots + FS_RA_BYTES / P + 1;
+			p->ops = calloc(p->ops_cap, sizeof(*p->ops));
+			p->op_index = malloc(p->ops_cap * sizeof(*p->op_index));
+			if (!p->ops || !p->op_index)
+				return -ENOMEM;
+			if (fs->palloc == NULL && sequential) {
+				r = plan_window(fs, p, o, in->ino, idx);
+				if (r < 0)
+					return r;
+			}
+		}
+		if (p->win && idx >= p->win->first && idx < p->win->first + p->win->npages) {
+			plan_add_iov(p, p->win->data + (idx - p->win->first) * P + in_page, n);
+			continue;
+		}
+		if (!p->bounce) {
+			p->bounce = malloc(end - off);
+			if (!p->bounce)
+				return -ENOMEM;
+		}
+		plan_op(p, &pg->ref, idx, in_page, p->bounce + p->bounce_used, n);
+		plan_add_iov(p, p->bounce + p->bounce_used, n);
+		p->bounce_used += n;
+	}
+	return 0;
+}
+
+/*
+ * After the batch: the window's pages that came are valid (the last one reads as zeros past
+ * the size: it must never show what the heap held), and the read fails if a page it needs did
+ * not come.
+ */
+static int plan_settle(struct read_plan *p, uint64_t first, uint64_t last, uint32_t P)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < p->nops; i++) {
+		struct kvfs_xfer_op *op = &p->ops[i];
+		uint64_t idx = p->op_index[i];
+
+		if (p->win && (char *)op->buf >= p->win->data &&
+		    (char *)op->buf < p->win->data + (size_t)p->win->npages * P) {
+			p->win->valid[idx - p->win->first] = op->result == 0;
+			if (op->len < P)
+				memset((char *)op->buf + op->len, 0, P - op->len);
+		}
+		if (op->result && idx >= first && idx <= last)
+			r = fs_xfer_errno(op->result < 0 ? op->result : -EIO);
+	}
+	return r;
+}
+
+/* After a reply: keep copies of whole remote pages this read fetched (window or bounce). */
+static void hit_keep(struct kvfs_fs *fs, const struct read_plan *p, uint64_t ino, uint64_t P)
+{
 	for (size_t i = 0; i < p->nops; i++) {
 		const struct kvfs_xfer_op *op = &p->ops[i];
-		uint64_t in_page = op->remote_off % P, idx, full;
+		uint64_t idx = p->op_index[i],
+			 full = p->fsize - idx * P < P ? p->fsize - idx * P : P;
 
 		/* only whole pages: the op read from the page's start to its end (or EOF) */
-		if (op->result || in_page || !p->op_index)
+		if (op->result || op->remote_off % P || op->len != full)
 			continue;
-		idx = p->op_index[i];
-		full = fsize - idx * P < P ? fsize - idx * P : P;
-		if (op->len == full)
-			fs_hitcache_put(fs->hitcache, ino, version, idx, op->buf, op->len);
+		fs_hitcache_put(fs->hitcache, ino, p->version, idx, op->buf, op->len);
 	}
 }
 
+#define READ_RETRIES 3
+
+/*
+ * Read: plan under the lock, one engine batch without it, then a re-check: if this node
+ * changed the file meanwhile (a write or truncate bumped content_gen) what was fetched may be
+ * older than that change, so the read is planned again (a few times; then it is served as a
+ * read that raced the change). The reply points into the arena, the window, kept copies and
+ * the bounce buffer; pins and references are dropped after it is out.
+ */
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct kvfs_fs *fs = fs_of(req);
 	struct fs_handle *h = fs_handle_of(fi);
 	struct read_plan p = {0};
-	struct fs_ra *ra = NULL;
 	struct fs_inode *in;
 	struct fs_open *o;
-	uint64_t end, pos, P, nslots, remote_bytes = 0, gen, fsize, version = 0;
-	int r = 0, ra_err = 0;
-	bool fresh_ra = false, keep_hits = false;
+	uint64_t end = 0, P = 0, inum;
+	bool changed = false;
+	int r = 0;
 
 	(void)ino;
 	if (h->kind == FS_H_STATS || h->kind == FS_H_CTL) {
@@ -178,170 +306,58 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	}
 	CTR(fs, reads);
 	in = h->inode;
-	pthread_rwlock_rdlock(&in->st->lock);
-	o = in->st->open;
-	if (o->lost) {
-		r = -EIO;
-		goto err_unlock;
-	}
-	if ((uint64_t)off >= o->size) {
-		pthread_rwlock_unlock(&in->st->lock);
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	end = (uint64_t)off + size;
-	if (end > o->size)
-		end = o->size;
-	P = o->page_size;
-	gen = in->st->content_gen;
-
-	/* remote pages: a sequential reader fetches a window ahead, without in->st->lock held */
-	if (fs->palloc == NULL) {
-		size_t cap = FS_RA_BYTES / P + 1, n;
-		uint64_t *idx = malloc(cap * sizeof(*idx)), start = 0;
-		struct kvfs_page_ref *refs = malloc(cap * sizeof(*refs));
-		uint32_t npages = 0;
-
-		ra = fs_ra_get(o, gen);
-		n = idx && refs ? ra_plan(fs, o, in->ino, ra, (uint64_t)off, end, &start, &npages,
-					  idx, refs)
-				: 0;
-		if (n) {
-			uint64_t size_now = o->size;
-
+	inum = in->ino;	  /* the handle may be gone once the reply is out */
+	o = in->st->open; /* stays while this handle is open */
+	for (int attempt = 0; attempt < READ_RETRIES; attempt++) {
+		pthread_rwlock_rdlock(&in->st->lock);
+		if (o->lost) {
 			pthread_rwlock_unlock(&in->st->lock);
-			fs_ra_put(ra);
-			ra = fs_ra_fetch(fs, o, start, npages, (uint32_t)P, size_now, gen, idx,
-					 refs, n, &ra_err);
-			fresh_ra = ra != NULL;
-			pthread_rwlock_rdlock(&in->st->lock);
-			if (ra && ra->gen != in->st->content_gen) {
-				fs_ra_put(ra); /* written meanwhile: read what is there now */
-				ra = NULL;
-				fresh_ra = false;
-			}
+			r = -EIO;
+			goto err;
 		}
-		free(idx);
-		free(refs);
-	}
-
-	nslots = (end - 1) / P - (uint64_t)off / P + 1;
-	p.iov = malloc(nslots * sizeof(*p.iov));
-	p.pins = malloc(nslots * sizeof(*p.pins));
-	p.hits = malloc(nslots * sizeof(*p.hits));
-	if (!p.iov || !p.pins || !p.hits) {
-		r = -ENOMEM;
-		goto err_unlock;
-	}
-	keep_hits = o->cache_hits;
-	version = o->version;
-	fsize = o->size;
-	/* first pass: how much comes from other nodes and is not in the window */
-	for (pos = (uint64_t)off; pos < end;) {
-		uint64_t idx = pos / P, in_page = pos % P, n = P - in_page;
-		struct fs_page *pg = fs_pagemap_find(&o->pages, idx);
-
-		if (n > end - pos)
-			n = end - pos;
-		if (pg && !fs_is_local(fs, &pg->ref) && !fs_ra_has(ra, idx))
-			remote_bytes += n;
-		pos += n;
-	}
-	/* the read-ahead batch already failed for pages this read needs (a dead or hung peer):
-	 * fail now rather than wait a second deadline for the same peer */
-	if (remote_bytes && ra_err < 0 && ra_err != -ENOMEM) {
-		r = -EIO;
-		goto err_unlock;
-	}
-	if (remote_bytes) {
-		p.bounce = malloc(remote_bytes);
-		p.ops = calloc(nslots, sizeof(*p.ops));
-		p.op_index = malloc(nslots * sizeof(*p.op_index));
-		if (!p.bounce || !p.ops || !p.op_index) {
-			r = -ENOMEM;
-			goto err_unlock;
+		if ((uint64_t)off >= o->size) {
+			pthread_rwlock_unlock(&in->st->lock);
+			fuse_reply_buf(req, NULL, 0);
+			return;
 		}
-	}
-	remote_bytes = 0;
-	for (pos = (uint64_t)off; pos < end;) {
-		uint64_t idx = pos / P, in_page = pos % P, n = P - in_page;
-		struct fs_page *pg = fs_pagemap_find(&o->pages, idx);
-
-		if (n > end - pos)
-			n = end - pos;
-		if (!pg) {
-			CTR(fs, read_holes);
-			plan_add_iov(&p, (void *)fs->zero, n);
-		} else if (fs_is_local(fs, &pg->ref)) {
-			if (fs->palloc) {
-				r = kvfs_palloc_pin(fs->palloc, pg->ref.off);
-				if (r < 0)
-					goto err_unlock;
-				p.pins[p.npins++] = pg->ref.off;
-			}
-			plan_add_iov(&p, kvfs_arena_ptr(fs->arena, pg->ref.off + in_page), n);
-		} else if (fs_ra_has(ra, idx)) {
-			plan_add_iov(&p, ra->data + (idx - ra->first) * P + in_page, n);
-		} else if (keep_hits && hit_serve(fs, &p, in->ino, version, idx, in_page, n)) {
-			CTR(fs, remote_hits);
-		} else {
-			struct kvfs_xfer_op *op = &p.ops[p.nops++];
-
-			op->dir = KVFS_XFER_READ;
-			op->node = pg->ref.node;
-			op->incarnation = pg->ref.incarnation;
-			op->remote_off = pg->ref.off + in_page;
-			op->buf = p.bounce + remote_bytes;
-			op->len = (uint32_t)n;
-			p.op_index[p.nops - 1] = idx;
-			plan_add_iov(&p, p.bounce + remote_bytes, n);
-			remote_bytes += n;
-		}
-		pos += n;
-	}
-	pthread_rwlock_unlock(&in->st->lock);
-
-	if (p.nops) {
-		r = fs_xfer_errno(fs_xfer_run(fs, p.ops, p.nops));
+		end = (uint64_t)off + size < o->size ? (uint64_t)off + size : o->size;
+		P = o->page_size;
+		r = plan_read(fs, in, (uint64_t)off, end, &p);
+		pthread_rwlock_unlock(&in->st->lock);
 		if (r < 0)
-			goto err_unpin;
+			goto err;
+		if (!p.nops)
+			break;
+		/* one batch: the engine groups by peer and merges contiguous pages */
+		fs_xfer_run(fs, p.ops, p.nops);
+		r = plan_settle(&p, (uint64_t)off / P, (end - 1) / P, (uint32_t)P);
+		if (r < 0)
+			goto err;
+		pthread_rwlock_rdlock(&in->st->lock);
+		changed = in->st->content_gen != p.gen;
+		pthread_rwlock_unlock(&in->st->lock);
+		if (!changed || attempt == READ_RETRIES - 1)
+			break;
+		plan_release(fs, &p);
+	}
+	if (p.win && !changed) {
+		fs_ra_install(o, p.win);
+		CTR(fs, readaheads);
 	}
 	/* before the reply: once it is out the reader may close, and RELEASE may free o */
 	atomic_store(&o->next_off, end);
-	if (keep_hits && (fresh_ra || p.nops))
+	if (p.keep_hits && p.nops)
 		atomic_store(&o->has_hits, true);
 	fuse_reply_iov(req, p.iov, (int)p.niov);
 	CTR_ADD(fs, read_bytes, end - (uint64_t)off);
-	for (size_t i = 0; i < p.npins; i++)
-		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
-	/* keep copies of what came from other nodes (o may be gone: captured values only) */
-	if (keep_hits)
-		hit_keep(fs, &p, fresh_ra ? ra : NULL, h->inode->ino, version, P, fsize);
-	for (size_t i = 0; i < p.nhits; i++)
-		fs_hitcache_release(p.hits[i]);
-	free(p.hits);
-	fs_ra_put(ra);
-	free(p.iov);
-	free(p.pins);
-	free(p.bounce);
-	free(p.ops);
-	free(p.op_index);
+	/* keep copies of what came from other nodes (o may be gone: the plan's values only) */
+	if (p.keep_hits && !changed)
+		hit_keep(fs, &p, inum, P);
+	plan_release(fs, &p);
 	return;
 
-err_unlock:
-	pthread_rwlock_unlock(&in->st->lock);
-err_unpin:
-	for (size_t i = 0; i < p.npins; i++)
-		kvfs_palloc_unpin(fs->palloc, p.pins[i]);
-	for (size_t i = 0; i < p.nhits; i++)
-		fs_hitcache_release(p.hits[i]);
-	free(p.hits);
-	fs_ra_put(ra);
-	free(p.iov);
-	free(p.pins);
-	free(p.bounce);
-	free(p.ops);
-	free(p.op_index);
+err:
+	plan_release(fs, &p);
 	CTR(fs, read_errors);
 	fs_reply_err(req, r);
 }

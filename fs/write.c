@@ -44,12 +44,85 @@ static uint32_t place_node(struct kvfs_fs *fs)
 }
 
 /*
+ * The remote side of one write (or fallocate): every transfer it needs, zero-fills of new pages
+ * and data alike, goes to the engine as one batch, so a write over pages on a peer costs one
+ * round trip per peer rather than one per page. Local pages are filled by memcpy as the batch
+ * is built.
+ */
+struct wbatch {
+	struct kvfs_xfer_op *ops;
+	uint64_t *op_page; /* page index of each op */
+	size_t nops, cap;
+	struct kvfs_page_ref *fresh_ref; /* pages this request allocated, in index order */
+	uint64_t *fresh;
+	size_t nfresh, fresh_cap;
+};
+
+static void wbatch_fini(struct wbatch *b)
+{
+	free(b->ops);
+	free(b->op_page);
+	free(b->fresh);
+	free(b->fresh_ref);
+}
+
+static int wbatch_grow(void **arr, size_t *cap, size_t want, size_t elem, void **arr2, size_t elem2)
+{
+	size_t ncap = *cap ? *cap : 16;
+	void *n, *n2;
+
+	if (want <= *cap)
+		return 0;
+	while (ncap < want)
+		ncap *= 2;
+	n = realloc(*arr, ncap * elem);
+	if (!n)
+		return -ENOMEM;
+	*arr = n;
+	n2 = realloc(*arr2, ncap * elem2);
+	if (!n2)
+		return -ENOMEM;
+	*arr2 = n2;
+	*cap = ncap;
+	return 0;
+}
+
+/* Move @len bytes of @buf to @in_page of page @idx: now if it is local, else in the batch. */
+static int wbatch_put(struct kvfs_fs *fs, struct wbatch *b, const struct kvfs_page_ref *ref,
+		      uint64_t idx, uint64_t in_page, const void *buf, uint64_t len)
+{
+	struct kvfs_xfer_op *op;
+	int r;
+
+	if (len == 0)
+		return 0;
+	if (fs_is_local(fs, ref)) {
+		memcpy(kvfs_arena_ptr(fs->arena, ref->off + in_page), buf, len);
+		return 0;
+	}
+	r = wbatch_grow((void **)&b->ops, &b->cap, b->nops + 1, sizeof(*b->ops),
+			(void **)&b->op_page, sizeof(*b->op_page));
+	if (r < 0)
+		return r;
+	op = &b->ops[b->nops];
+	memset(op, 0, sizeof(*op));
+	op->dir = KVFS_XFER_WRITE;
+	op->node = ref->node;
+	op->incarnation = ref->incarnation;
+	op->remote_off = ref->off + in_page;
+	op->buf = (void *)buf;
+	op->len = (uint32_t)len;
+	b->op_page[b->nops++] = idx;
+	return 0;
+}
+
+/*
  * Make sure pages [first, last] of the open file exist, allocating the missing ones in runs
  * and zero-filling the parts of new pages outside [fill_from, fill_to) (byte offsets in the
- * file). Caller holds in->st->lock for writing.
+ * file); remote zero-fills join @b. Caller holds in->st->lock for writing.
  */
-int fs_ensure_pages(struct kvfs_fs *fs, struct fs_inode *in, uint64_t first, uint64_t last,
-		    uint64_t fill_from, uint64_t fill_to)
+static int alloc_pages(struct kvfs_fs *fs, struct fs_inode *in, uint64_t first, uint64_t last,
+		       uint64_t fill_from, uint64_t fill_to, struct wbatch *b)
 {
 	struct fs_open *o = in->st->open;
 	uint64_t P = o->page_size, idx = first;
@@ -72,6 +145,10 @@ int fs_ensure_pages(struct kvfs_fs *fs, struct fs_inode *in, uint64_t first, uin
 			if (!refs)
 				return -ENOMEM;
 		}
+		r = wbatch_grow((void **)&b->fresh, &b->fresh_cap, b->nfresh + run,
+				sizeof(*b->fresh), (void **)&b->fresh_ref, sizeof(*b->fresh_ref));
+		if (r < 0)
+			break;
 		r = fs->meta->ops->alloc(fs->meta, in->ino, idx, (uint32_t)run, place_node(fs),
 					 refs);
 		if (r < 0)
@@ -81,21 +158,25 @@ int fs_ensure_pages(struct kvfs_fs *fs, struct fs_inode *in, uint64_t first, uin
 			uint64_t cov_from = fill_from > pstart ? fill_from : pstart;
 			uint64_t cov_to = fill_to < pend ? fill_to : pend;
 
-			if (cov_from >= cov_to) {
-				r = fs_zero_page_range(fs, &refs[k], 0, P);
-			} else {
-				r = fs_zero_page_range(fs, &refs[k], 0, cov_from - pstart);
-				if (r == 0)
-					r = fs_zero_page_range(fs, &refs[k], cov_to - pstart, P);
-			}
-			if (r == 0 && !fs_pagemap_put(&o->pages, idx + k, &refs[k], true))
-				r = -ENOMEM;
-			if (r < 0) {
+			if (!fs_pagemap_put(&o->pages, idx + k, &refs[k], true)) {
 				fs->meta->ops->abort(fs->meta, in->ino, &refs[k], run - k);
+				r = -ENOMEM;
+				goto out;
+			}
+			b->fresh[b->nfresh] = idx + k;
+			b->fresh_ref[b->nfresh++] = refs[k];
+			o->dirty = true;
+			if (cov_from >= cov_to)
+				cov_from = cov_to = pend;
+			r = wbatch_put(fs, b, &refs[k], idx + k, 0, fs->zero, cov_from - pstart);
+			if (r == 0)
+				r = wbatch_put(fs, b, &refs[k], idx + k, cov_to - pstart, fs->zero,
+					       pend - cov_to);
+			if (r < 0) {
+				fs->meta->ops->abort(fs->meta, in->ino, &refs[k + 1], run - k - 1);
 				goto out;
 			}
 		}
-		o->dirty = true;
 		idx += run;
 	}
 out:
@@ -104,14 +185,76 @@ out:
 	return r;
 }
 
+/* Drop the pages this request allocated from page @from on, and give them back. */
+static void drop_fresh(struct kvfs_fs *fs, struct fs_inode *in, struct wbatch *b, uint64_t from)
+{
+	struct fs_open *o = in->st->open;
+
+	for (size_t i = 0; i < b->nfresh; i++) {
+		struct fs_page *pg = fs_pagemap_find(&o->pages, b->fresh[i]);
+
+		if (b->fresh[i] < from || !pg || !pg->pending)
+			continue;
+		fs_pagemap_drop_one(&o->pages, b->fresh[i]);
+		fs->meta->ops->abort(fs->meta, in->ino, &b->fresh_ref[i], 1);
+	}
+}
+
+/*
+ * Run the batch. Returns the lowest page index a transfer failed for (UINT64_MAX: none, or
+ * nothing to send); the pages this request allocated from there on are dropped from the file
+ * and given back, since what they hold is unknown. Caller holds in->st->lock for writing.
+ */
+static uint64_t wbatch_run(struct kvfs_fs *fs, struct fs_inode *in, struct wbatch *b)
+{
+	uint64_t bad = UINT64_MAX;
+
+	if (b->nops) {
+		fs_xfer_run(fs, b->ops, b->nops);
+		for (size_t i = 0; i < b->nops; i++)
+			if (b->ops[i].result && b->op_page[i] < bad)
+				bad = b->op_page[i];
+	}
+	if (bad != UINT64_MAX)
+		drop_fresh(fs, in, b, bad);
+	return bad;
+}
+
+/*
+ * Make sure pages [first, last] of the open file exist, zero-filled outside [fill_from,
+ * fill_to). Caller holds in->st->lock for writing. Returns 0 or a negative errno (-EIO when a
+ * peer could not be written; the new pages are then given back).
+ */
+int fs_ensure_pages(struct kvfs_fs *fs, struct fs_inode *in, uint64_t first, uint64_t last,
+		    uint64_t fill_from, uint64_t fill_to)
+{
+	struct wbatch b = {0};
+	int r;
+
+	r = alloc_pages(fs, in, first, last, fill_from, fill_to, &b);
+	if (r == 0 && wbatch_run(fs, in, &b) != UINT64_MAX)
+		r = -EIO;
+	if (r < 0)
+		drop_fresh(fs, in, &b, 0); /* a new page's zero-fill may not have been sent */
+	wbatch_fini(&b);
+	return r;
+}
+
+/*
+ * Write: under the inode's write lock, allocate the missing pages, copy into the local ones,
+ * and send what goes to peers (new pages' zero-fills and data) as one engine batch. A page that
+ * failed (a peer gone) ends the write short at that page: what went before it counts, so the
+ * size covers every byte written and none beyond it is left behind the end.
+ */
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		 struct fuse_file_info *fi)
 {
 	struct kvfs_fs *fs = fs_of(req);
 	struct fs_handle *h = fs_handle_of(fi);
+	struct wbatch b = {0};
 	struct fs_inode *in;
 	struct fs_open *o;
-	uint64_t end, pos, P;
+	uint64_t end, pos, P, bad;
 	int r = 0;
 
 	(void)ino;
@@ -159,25 +302,28 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	if (r < 0)
 		goto err_unlock;
 	P = o->page_size;
-	r = fs_ensure_pages(fs, in, (uint64_t)off / P, (end - 1) / P, (uint64_t)off, end);
-	if (r < 0)
-		goto err_unlock;
-	for (pos = (uint64_t)off; pos < end;) {
+	r = alloc_pages(fs, in, (uint64_t)off / P, (end - 1) / P, (uint64_t)off, end, &b);
+	for (pos = (uint64_t)off; r == 0 && pos < end;) {
 		uint64_t in_page = pos % P, n = P - in_page;
 		struct fs_page *pg = fs_pagemap_find(&o->pages, pos / P);
 
 		if (n > end - pos)
 			n = end - pos;
-		r = fs_page_io(fs, &pg->ref, in_page, (void *)(buf + (pos - (uint64_t)off)), n,
-			       true);
-		if (r < 0)
-			break;
+		r = wbatch_put(fs, &b, &pg->ref, pos / P, in_page, buf + (pos - (uint64_t)off), n);
 		pos += n;
 	}
-	/* a page that failed (a peer gone) ends the write short: what went before it counts, so
-	 * the size covers every byte written and none beyond it is left behind the end */
-	if (pos == (uint64_t)off)
+	if (r < 0) {
+		drop_fresh(fs, in, &b, 0); /* a new page's zero-fill may not have been sent */
 		goto err_unlock;
+	}
+	bad = wbatch_run(fs, in, &b);
+	pos = bad == UINT64_MAX ? end : bad * P;
+	if (pos <= (uint64_t)off) {
+		r = -EIO;
+		goto err_unlock;
+	}
+	if (pos > end)
+		pos = end;
 	if (pos > o->size)
 		o->size = pos;
 	o->dirty = true;
@@ -186,12 +332,16 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	if (atomic_load(&o->has_hits)) /* copies of pages we may just have written over */
 		fs_hitcache_drop_ino(fs->hitcache, in->ino);
 	pthread_rwlock_unlock(&in->st->lock);
+	wbatch_fini(&b);
 	CTR_ADD(fs, write_bytes, pos - (uint64_t)off);
 	fuse_reply_write(req, pos - (uint64_t)off);
 	return;
 
 err_unlock:
+	/* pages may have been written over, or allocated and dropped again */
+	in->st->content_gen++;
 	pthread_rwlock_unlock(&in->st->lock);
+	wbatch_fini(&b);
 	CTR(fs, write_errors);
 	fs_reply_err(req, r);
 }
