@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * xfer_verbs.c - the `verbs` backend: one-sided RDMA READ and WRITE on RC queue pairs that
+ * verbs.c - the `verbs` backend: one-sided RDMA READ and WRITE on RC queue pairs that
  * librdmacm sets up. Built only when libibverbs and librdmacm are found (KVFS_HAVE_RDMA);
  * otherwise the engine's verbs slot stays empty and kvfs_xfer_peer_set(..., KVFS_XFER_VERBS)
  * answers -EOPNOTSUPP, so the caller falls back to tcp.
@@ -59,7 +59,7 @@
  * Threads: one CM event thread per engine (all connection setup and teardown, the listener) and
  * one completion thread per device. Lock order: dev->poll_lock (held by the completion thread
  * while it polls and handles CQEs, and by the CM thread while it destroys a QP and its CQ), then
- * peer->lock, then v->lock (a rwlock: peers, devices, registered ranges), then
+ * peer->lock, then v->lock (a rwlock: devices, registered ranges), then
  * dev->staging_lock. No lock is held across kvfs_xfer_seg_done(). ibv_post_send() runs under
  * peer->lock (it never blocks).
  */
@@ -69,6 +69,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,7 +199,10 @@ enum conn_state {
 
 enum ctx_kind { CTX_PEER, CTX_PASSIVE };
 
-/* A remote node as this backend knows it, with its one connection. Never freed before fini. */
+/*
+ * A remote node as this backend knows it, with its one connection: the backend peer in the
+ * engine's entry for the node. Never freed before fini.
+ */
 struct peer {
 	uint8_t kind; /* CTX_PEER: cm_id->context points here */
 	struct verbs *v;
@@ -250,9 +255,6 @@ struct verbs {
 	struct passive *passives; /* CM thread only (and fini after it stopped) */
 
 	pthread_rwlock_t lock;
-	struct peer **peers;	    /* sorted by node; guarded by lock */
-	size_t npeers;		    /* guarded by lock */
-	size_t peers_cap;	    /* guarded by lock */
 	struct dev *devs[MAX_DEVS]; /* guarded by lock; created by the CM thread (or init) */
 	unsigned ndevs;		    /* guarded by lock */
 	struct range *ranges;	    /* guarded by lock */
@@ -1190,16 +1192,13 @@ static void conn_teardown(struct verbs *v, struct peer *p)
 /* Work kicked through cm_efd: teardowns and connects. */
 static void cm_work(struct verbs *v)
 {
-	for (size_t i = 0;; i++) {
+	struct peer *p;
+	size_t pos = 0;
+
+	while ((p = kvfs_xfer_peer_next(v->eng, KVFS_XFER_VERBS, &pos))) {
 		struct done_list dl = {0};
-		struct peer *p;
 		bool teardown = false;
 
-		pthread_rwlock_rdlock(&v->lock);
-		p = i < v->npeers ? v->peers[i] : NULL;
-		pthread_rwlock_unlock(&v->lock);
-		if (!p)
-			break;
 		pthread_mutex_lock(&p->lock);
 		if (p->state == C_BROKEN && !p->nposted)
 			teardown = true;
@@ -1472,41 +1471,14 @@ static void *cm_main(void *arg)
 /* ------------------------------------------------------------------------------------------ */
 /* Peers */
 
-static struct peer *peer_find_locked(struct verbs *v, uint32_t node, size_t *ret_idx)
-{
-	size_t lo = 0, hi = v->npeers;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (v->peers[mid]->node < node)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (ret_idx)
-		*ret_idx = lo;
-	return lo < v->npeers && v->peers[lo]->node == node ? v->peers[lo] : NULL;
-}
-
-static struct peer *peer_get(struct verbs *v, uint32_t node)
-{
-	struct peer *p;
-
-	pthread_rwlock_rdlock(&v->lock);
-	p = peer_find_locked(v, node, NULL);
-	pthread_rwlock_unlock(&v->lock);
-	return p;
-}
-
-static int verbs_peer_set(void *priv, uint32_t node, uint32_t incarnation, const char *addr)
+static int verbs_peer_set(void *priv, uint32_t node, uint32_t incarnation, const char *addr,
+			  void **bpeer)
 {
 	struct verbs *v = priv;
 	struct done_list dl = {0};
 	struct sockaddr_storage sa;
-	struct peer *p;
+	struct peer *p = *bpeer;
 	bool changed;
-	size_t idx;
 	int r;
 
 	if (node == v->self_node)
@@ -1515,25 +1487,10 @@ static int verbs_peer_set(void *priv, uint32_t node, uint32_t incarnation, const
 	if (r < 0)
 		return r;
 
-	pthread_rwlock_wrlock(&v->lock);
-	p = peer_find_locked(v, node, &idx);
 	if (!p) {
-		if (v->npeers == v->peers_cap) {
-			size_t cap = v->peers_cap ? 2 * v->peers_cap : 16;
-			struct peer **np = realloc(v->peers, cap * sizeof(*np));
-
-			if (!np) {
-				pthread_rwlock_unlock(&v->lock);
-				return -ENOMEM;
-			}
-			v->peers = np;
-			v->peers_cap = cap;
-		}
 		p = calloc(1, sizeof(*p));
-		if (!p) {
-			pthread_rwlock_unlock(&v->lock);
+		if (!p)
 			return -ENOMEM;
-		}
 		p->kind = CTX_PEER;
 		p->v = v;
 		p->node = node;
@@ -1541,13 +1498,9 @@ static int verbs_peer_set(void *priv, uint32_t node, uint32_t incarnation, const
 		p->addr = sa;
 		pthread_mutex_init(&p->lock, NULL);
 		pthread_cond_init(&p->cond, NULL);
-		memmove(&v->peers[idx + 1], &v->peers[idx], (v->npeers - idx) * sizeof(p));
-		v->peers[idx] = p;
-		v->npeers++;
-		pthread_rwlock_unlock(&v->lock);
+		*bpeer = p;
 		return 0;
 	}
-	pthread_rwlock_unlock(&v->lock);
 
 	pthread_mutex_lock(&p->lock);
 	changed = p->incarnation != incarnation || !same_addr(&p->addr, &sa);
@@ -1562,13 +1515,11 @@ static int verbs_peer_set(void *priv, uint32_t node, uint32_t incarnation, const
 	return 0;
 }
 
-static void verbs_peer_down(void *priv, uint32_t node)
+static void verbs_peer_down(void *priv, void *bpeer)
 {
-	struct peer *p = peer_get(priv, node);
+	struct peer *p = bpeer;
 	struct done_list dl = {0};
 
-	if (!p)
-		return;
 	pthread_mutex_lock(&p->lock);
 	p->down = true;
 	break_locked(p, -ESTALE, &dl);
@@ -1580,13 +1531,11 @@ static void verbs_peer_down(void *priv, uint32_t node)
 /* Backend ops */
 
 /* Ranges are judged here once a connection told us the peer's arena length. */
-static int verbs_check_op(void *priv, const struct kvfs_xfer_op *op)
+static int verbs_check_op(void *priv, void *bpeer, const struct kvfs_xfer_op *op)
 {
-	struct peer *p = peer_get(priv, op->node);
+	struct peer *p = bpeer;
 	int r = 0;
 
-	if (!p)
-		return 0;
 	pthread_mutex_lock(&p->lock);
 	if (p->state == C_UP) {
 		if (op->incarnation && op->incarnation != p->known_inc)
@@ -1601,12 +1550,10 @@ static int verbs_check_op(void *priv, const struct kvfs_xfer_op *op)
 static int verbs_post(void *priv, struct kvfs_xfer_req *req)
 {
 	struct verbs *v = priv;
-	struct peer *p = peer_get(v, req->node);
+	struct peer *p = req->bpeer;
 	struct done_list dl = {0};
 	struct vpost *post;
 
-	if (!p)
-		return -EHOSTUNREACH;
 	post = calloc(1, sizeof(*post));
 	if (!post)
 		return -ENOMEM;
@@ -1639,12 +1586,10 @@ static int verbs_post(void *priv, struct kvfs_xfer_req *req)
 /* See xfer_i.h: when this returns, nothing of @req is touched or reported again. */
 static void verbs_cancel(void *priv, struct kvfs_xfer_req *req)
 {
-	struct peer *p = peer_get(priv, req->node);
+	struct peer *p = req->bpeer;
 	struct done_list dl = {0};
 	struct vpost *post;
 
-	if (!p)
-		return;
 	pthread_mutex_lock(&p->lock);
 again:
 	for (post = p->posts; post; post = post->next) {
@@ -1868,6 +1813,8 @@ err_free:
 static void verbs_fini(void *priv)
 {
 	struct verbs *v = priv;
+	struct peer *p;
+	size_t pos = 0;
 
 	if (!v)
 		return;
@@ -1877,9 +1824,7 @@ static void verbs_fini(void *priv)
 		if (v->cm_thread)
 			pthread_join(v->cm_thread, NULL);
 	}
-	for (size_t i = 0; i < v->npeers; i++) {
-		struct peer *p = v->peers[i];
-
+	while ((p = kvfs_xfer_peer_next(v->eng, KVFS_XFER_VERBS, &pos))) {
 		if (p->id) {
 			if (p->id->qp)
 				ibv_modify_qp(p->id->qp,
@@ -1899,7 +1844,6 @@ static void verbs_fini(void *priv)
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 	}
-	free(v->peers);
 	while (v->passives)
 		passive_destroy(v, v->passives);
 	if (v->listen_id)

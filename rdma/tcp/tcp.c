@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * xfer_tcp.c - the `tcp` backend: a server that serves this node's arena, and persistent,
+ * tcp.c - the `tcp` backend: a server that serves this node's arena, and persistent,
  * pipelined client connections to every peer. The frames are in wire.h.
  *
  * Server. One accept thread, and one thread per accepted connection doing blocking I/O: read
@@ -41,9 +41,8 @@
  * fails fails what is queued at once (-EHOSTUNREACH refused or unreachable, -ETIMEDOUT, -EACCES
  * token refused, -ESTALE not the node or incarnation expected). The next post reconnects.
  *
- * Lock order: tcp->lock (the peer table, a rwlock) is never held while taking another lock.
- * conn->lock may be held while taking peer->lock (a leaf). No lock is held across blocking I/O
- * or across kvfs_xfer_seg_done(); the non-blocking sendmsg() runs under conn->lock.
+ * Lock order: conn->lock may be held while taking peer->lock (a leaf). No lock is held across
+ * blocking I/O or across kvfs_xfer_seg_done(); the non-blocking sendmsg() runs under conn->lock.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,6 +52,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +140,8 @@ struct conn {
 	pthread_t tx_thread;
 };
 
-/* A remote node as this backend knows it. Never freed before fini. */
+/* A remote node as this backend knows it: the backend peer in the engine's entry for the node.
+ * Never freed before fini. */
 struct peer {
 	struct tcp *t;
 	uint32_t node;
@@ -161,11 +163,7 @@ struct tcp {
 	uint8_t token[KVFS_WIRE_TOKEN_MAX]; /* zero padded */
 	uint16_t token_len;		    /* 0 = no token */
 	uint32_t nconns;		    /* per peer */
-
-	pthread_rwlock_t lock;
-	struct peer **peers; /* sorted by node; guarded by lock */
-	size_t npeers;	     /* guarded by lock */
-	size_t peers_cap;    /* guarded by lock */
+	struct kvfs_xfer_engine *eng;	    /* whose peer table holds our struct peer objects */
 
 	struct server *srv; /* NULL without a listen address */
 };
@@ -1149,33 +1147,6 @@ static void *conn_main(void *arg)
 /* ------------------------------------------------------------------------------------------ */
 /* Client: peers */
 
-static struct peer *peer_find_locked(struct tcp *t, uint32_t node, size_t *ret_idx)
-{
-	size_t lo = 0, hi = t->npeers;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (t->peers[mid]->node < node)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (ret_idx)
-		*ret_idx = lo;
-	return lo < t->npeers && t->peers[lo]->node == node ? t->peers[lo] : NULL;
-}
-
-static struct peer *peer_get(struct tcp *t, uint32_t node)
-{
-	struct peer *p;
-
-	pthread_rwlock_rdlock(&t->lock);
-	p = peer_find_locked(t, node, NULL);
-	pthread_rwlock_unlock(&t->lock);
-	return p;
-}
-
 /* Break every connection of @p with @err: entries in flight fail with it. */
 static void peer_break(struct peer *p, int err)
 {
@@ -1265,14 +1236,14 @@ err_destroy_conn:
 	return r;
 }
 
-static int tcp_peer_set(void *priv, uint32_t node, uint32_t incarnation, const char *addr)
+static int tcp_peer_set(void *priv, uint32_t node, uint32_t incarnation, const char *addr,
+			void **bpeer)
 {
 	struct tcp *t = priv;
 	struct sockaddr_storage sa;
+	struct peer *p = *bpeer;
 	socklen_t salen;
-	struct peer *p;
 	bool changed;
-	size_t idx;
 	int r;
 
 	if (node == t->self_node)
@@ -1281,35 +1252,16 @@ static int tcp_peer_set(void *priv, uint32_t node, uint32_t incarnation, const c
 	if (r < 0)
 		return r;
 
-	pthread_rwlock_wrlock(&t->lock);
-	p = peer_find_locked(t, node, &idx);
 	if (!p) {
-		if (t->npeers == t->peers_cap) {
-			size_t cap = t->peers_cap ? 2 * t->peers_cap : 16;
-			struct peer **np = realloc(t->peers, cap * sizeof(*np));
-
-			if (!np) {
-				pthread_rwlock_unlock(&t->lock);
-				return -ENOMEM;
-			}
-			t->peers = np;
-			t->peers_cap = cap;
-		}
 		r = peer_create(t, node, &p);
-		if (r < 0) {
-			pthread_rwlock_unlock(&t->lock);
+		if (r < 0)
 			return r;
-		}
 		p->incarnation = incarnation;
 		p->addr = sa;
 		p->addrlen = salen;
-		memmove(&t->peers[idx + 1], &t->peers[idx], (t->npeers - idx) * sizeof(p));
-		t->peers[idx] = p;
-		t->npeers++;
-		pthread_rwlock_unlock(&t->lock);
+		*bpeer = p;
 		return 0;
 	}
-	pthread_rwlock_unlock(&t->lock);
 
 	pthread_mutex_lock(&p->lock);
 	changed = p->incarnation != incarnation || p->addrlen != salen ||
@@ -1325,12 +1277,10 @@ static int tcp_peer_set(void *priv, uint32_t node, uint32_t incarnation, const c
 	return 0;
 }
 
-static void tcp_peer_down(void *priv, uint32_t node)
+static void tcp_peer_down(void *priv, void *bpeer)
 {
-	struct peer *p = peer_get(priv, node);
+	struct peer *p = bpeer;
 
-	if (!p)
-		return;
 	pthread_mutex_lock(&p->lock);
 	p->down = true;
 	pthread_mutex_unlock(&p->lock);
@@ -1342,14 +1292,11 @@ static void tcp_peer_down(void *priv, uint32_t node)
 
 static int tcp_post(void *priv, struct kvfs_xfer_req *req)
 {
-	struct tcp *t = priv;
-	struct peer *p = peer_get(t, req->node);
+	struct peer *p = req->bpeer;
 	uint32_t n = req->nsegs, inc, start;
 	struct block *blk;
 	bool down;
 
-	if (!p)
-		return -EHOSTUNREACH;
 	pthread_mutex_lock(&p->lock);
 	down = p->down;
 	inc = req->incarnation ? req->incarnation : p->incarnation;
@@ -1398,10 +1345,8 @@ static int tcp_post(void *priv, struct kvfs_xfer_req *req)
 /* See the file comment: when this returns, nothing of @req is touched or reported again. */
 static void tcp_cancel(void *priv, struct kvfs_xfer_req *req)
 {
-	struct peer *p = peer_get(priv, req->node);
+	struct peer *p = req->bpeer;
 
-	if (!p)
-		return;
 	for (uint32_t i = 0; i < p->nconns; i++) {
 		struct conn *c = &p->conns[i];
 		struct entry *e, *next;
@@ -1469,7 +1414,7 @@ static int tcp_init(struct kvfs_xfer_engine *eng, const struct kvfs_xfer_config 
 	memcpy(t->token, cfg->token ? cfg->token : "", tlen);
 	t->token_len = (uint16_t)tlen;
 	t->nconns = cfg->tcp_conns ? cfg->tcp_conns : DEFAULT_CONNS;
-	pthread_rwlock_init(&t->lock, NULL);
+	t->eng = eng;
 	if (cfg->listen_addr) {
 		r = server_start(t, cfg, &t->srv);
 		if (r < 0)
@@ -1479,7 +1424,6 @@ static int tcp_init(struct kvfs_xfer_engine *eng, const struct kvfs_xfer_config 
 	return 0;
 
 err_free_tcp:
-	pthread_rwlock_destroy(&t->lock);
 	free(t);
 	return r;
 }
@@ -1487,14 +1431,14 @@ err_free_tcp:
 static void tcp_fini(void *priv)
 {
 	struct tcp *t = priv;
+	struct peer *p;
+	size_t pos = 0;
 
 	if (!t)
 		return;
 	server_stop(t->srv);
-	for (size_t i = 0; i < t->npeers; i++)
-		peer_destroy(t->peers[i]);
-	free(t->peers);
-	pthread_rwlock_destroy(&t->lock);
+	while ((p = kvfs_xfer_peer_next(t->eng, KVFS_XFER_TCP, &pos)))
+		peer_destroy(p);
 	free(t);
 }
 
