@@ -78,10 +78,10 @@ struct xfer_route {
 	bool valid;		     /* the fields below describe node */
 	uint32_t node;		     /* the node looked up */
 	struct kvfs_xfer_peer *peer; /* its entry, NULL: not in the table */
-	uint32_t incarnation;	     /* copies of the entry's fields at lookup */
-	uint8_t backend;
-	bool down;
-	void *bpeer; /* the entry's backend peer for backend */
+	uint32_t incarnation;	     /* the entry's, at lookup */
+	uint8_t backend;	     /* the entry's, at lookup; NO_BACKEND: unreachable */
+	bool down;		     /* the entry's, at lookup */
+	void *bpeer;		     /* the entry's backend peer for backend */
 };
 
 /*

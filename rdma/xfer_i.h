@@ -58,10 +58,10 @@ struct kvfs_xfer_seg {
 	uint8_t dir;	     /* enum kvfs_xfer_dir */
 	uint64_t remote_off; /* in the peer's arena */
 	void *buf;	     /* local memory, len bytes */
-	uint64_t len;
-	uint32_t first; /* index into batch->order of its first op */
-	uint32_t nops;
-	bool done; /* guarded by batch->lock */
+	uint64_t len;	     /* bytes */
+	uint32_t first;	     /* index into batch->order of its first op */
+	uint32_t nops;	     /* ops merged into it */
+	bool done;	     /* guarded by batch->lock */
 };
 
 /* Everything one batch sends to one peer, posted as one call. Read-only for the backend. */
@@ -82,7 +82,7 @@ struct kvfs_xfer_req {
  * check_op, cancel, peer_down, mem_reg, mem_dereg and counters, mean "nothing to do").
  */
 struct kvfs_xfer_backend_ops {
-	const char *name;
+	const char *name; /* for logs: "local", "tcp", "verbs" */
 	/* Largest merged transfer the backend accepts (bytes); 0 = no limit. */
 	uint64_t max_transfer;
 

@@ -28,25 +28,26 @@
 
 /* A server connection. */
 struct sconn {
-	struct server *s;
-	int fd; /* guarded by s->lock (stop shuts it down) */
-	pthread_t thread;
-	_Atomic bool finished;
-	struct sconn *next; /* guarded by s->lock */
+	struct server *s;      /* the server */
+	int fd;		       /* guarded by s->lock (stop shuts it down) */
+	pthread_t thread;      /* serves it (sconn_main) */
+	_Atomic bool finished; /* the thread is done: reap may join it */
+	struct sconn *next;    /* guarded by s->lock */
 };
 
+/* The server. Fields not marked are set at start. */
 struct server {
-	struct tcp *t;
-	char *base; /* the arena; NULL with no arena (every request -EINVAL) */
-	uint64_t size;
-	int lfd;
-	int efd; /* eventfd: stop the accept thread */
-	pthread_t thread;
-	pthread_mutex_t lock;
-	struct sconn *conns; /* guarded by lock */
-	unsigned nconns;     /* guarded by lock */
-	bool stopping;	     /* guarded by lock */
-	char addr[INET6_ADDRSTRLEN + 16];
+	struct tcp *t;	      /* the backend */
+	char *base;	      /* the arena; NULL with no arena (every request -EINVAL) */
+	uint64_t size;	      /* its bytes */
+	int lfd;	      /* the listening socket */
+	int efd;	      /* eventfd: stop the accept thread */
+	pthread_t thread;     /* the accept thread (server_main) */
+	pthread_mutex_t lock; /* guards the fields marked so */
+	struct sconn *conns;  /* guarded by lock */
+	unsigned nconns;      /* guarded by lock */
+	bool stopping;	      /* guarded by lock */
+	char addr[INET6_ADDRSTRLEN + 16]; /* where it listens, "host:port" */
 };
 
 /* Answer the client's hello. Returns 0 when the connection may carry requests. */
