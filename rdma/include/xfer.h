@@ -152,7 +152,8 @@ int kvfs_xfer_get_peer_counters(struct kvfs_xfer_engine *eng, uint32_t node,
  * was down is up again. When the incarnation or the address changes, operations in flight to
  * the old one fail with -ESTALE and new ones go to the new address. May block resolving a host
  * name; does not connect (connections are made on first use, by the backend's own threads).
- * Returns 0, -EINVAL (self node, bad address), -EOPNOTSUPP (backend not available), -ENOMEM.
+ * Calls for one node must not run concurrently with each other (one membership thread makes
+ * them). Returns 0, -EINVAL (self node, bad address), -EOPNOTSUPP (backend not available), -ENOMEM.
  */
 int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t incarnation,
 		       const char *addr, enum kvfs_xfer_backend_id backend);

@@ -146,6 +146,7 @@ int kvfs_tcp_recv_full(int fd, void *buf, size_t len);
 int kvfs_tcp_drain(int fd, uint64_t len);
 /* Send all of @iov (blocking; @iov is consumed). */
 int kvfs_tcp_send_iov(int fd, struct iovec *iov, int n, int flags);
+/* Send all of @buf (blocking). */
 int kvfs_tcp_send_full(int fd, const void *buf, size_t len);
 /* Connect @fd with a timeout. Returns 0 or the domain errno for an unreachable peer. */
 int kvfs_tcp_connect_timeout(int fd, const struct sockaddr_storage *sa, socklen_t len, int ms);
