@@ -253,7 +253,7 @@ def cmd_load(a):
 
 
 # ---- hostile client -----------------------------------------------------------------------
-# Frames of rdma/wire.h, little-endian: hello 152 B, welcome 32 B, request 32 B, reply 24 B.
+# Frames of rdma/tcp/wire.h, little-endian: hello 152 B, welcome 32 B, request 32 B, reply 24 B.
 WIRE_MAGIC = 0x5346564B
 REQ_MAGIC = 0x514B
 REP_MAGIC = 0x504B

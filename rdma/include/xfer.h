@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * xfer.h - the transfer engine: every byte that moves between a node's arena and a buffer goes
- * through one batch API, whatever carries it (memcpy, TCP, RDMA verbs).
+ * xfer.h - the transfer engine, the one rdma/ header other modules see: every byte that moves
+ * between a node's arena and a buffer goes through one batch API, whatever carries it (memcpy,
+ * TCP, RDMA verbs).
  *
  * A caller fills an array of struct kvfs_xfer_op and submits it as one batch. The engine groups
  * the operations by peer, sorts them by remote offset, and merges neighbours that are contiguous
@@ -13,7 +14,7 @@
  * Backends fill struct kvfs_xfer_backend_ops (see xfer_i.h). The engine picks one per peer:
  * `local` for this node; for other nodes the backend named when the peer was added to the peer
  * table with kvfs_xfer_peer_set(): `tcp`, or `verbs` (RDMA, built only with libibverbs and
- * librdmacm, see xfer_verbs.c) where both sides have RDMA. kvfs_xfer_backend_status() says
+ * librdmacm, see rdma/verbs/) where both sides have RDMA. kvfs_xfer_backend_status() says
  * whether a backend is usable on this engine (and why not).
  *
  * The peer table is fed by whoever knows the membership (the daemon, from the metadata
@@ -69,14 +70,14 @@ struct kvfs_xfer_config {
 	struct kvfs_arena *arena;    /* this node's arena (the local backend serves it) */
 	uint64_t default_timeout_ns; /* deadline of a batch submitted with timeout 0 */
 
-	/* Added for the tcp backend; a zeroed field keeps the old behaviour. */
+	/* Remote peers; zeroed fields: no token, no tcp server, 2 connections per tcp peer. */
 	const char *token;	 /* cluster token, copied; NULL or "" = none; at most
 				  * KVFS_XFER_TOKEN_MAX bytes */
 	const char *listen_addr; /* "host:port" the tcp server serves this arena on; port 0 picks
 				  * a free one (see kvfs_xfer_listen_addr); NULL = no server */
 	uint32_t tcp_conns;	 /* connections per tcp peer; 0 = 2 */
 
-	/* Added for the verbs backend; a zeroed field keeps the old behaviour. */
+	/* The verbs listener, and flags for the whole engine; zeroed: none. */
 	const char *verbs_listen_addr; /* "ip:port" of an RDMA device's address where rdma_cm
 					* serves this arena; port 0 picks a free one (see
 					* kvfs_xfer_backend_listen_addr); NULL = no server (outgoing
@@ -147,11 +148,12 @@ int kvfs_xfer_get_peer_counters(struct kvfs_xfer_engine *eng, uint32_t node,
 /*
  * Add or update peer @node (not this node) in the peer table: its current @incarnation
  * (0 = unknown: the peer's answer decides), its data address @addr ("host:port", "[v6]:port")
- * and the @backend that carries its operations (KVFS_XFER_TCP today). A peer that was down is
- * up again. When the incarnation or the address changes, operations in flight to the old one
- * fail with -ESTALE and new ones go to the new address. May block resolving a host name; does
- * not connect (connections are made on first use, by the backend's own threads).
- * Returns 0, -EINVAL (self node, bad address), -EOPNOTSUPP (backend not available), -ENOMEM.
+ * and the @backend that carries its operations (KVFS_XFER_TCP or KVFS_XFER_VERBS). A peer that
+ * was down is up again. When the incarnation or the address changes, operations in flight to
+ * the old one fail with -ESTALE and new ones go to the new address. May block resolving a host
+ * name; does not connect (connections are made on first use, by the backend's own threads).
+ * Calls for one node must not run concurrently with each other (one membership thread makes
+ * them). Returns 0, -EINVAL (self node, bad address), -EOPNOTSUPP (backend not available), -ENOMEM.
  */
 int kvfs_xfer_peer_set(struct kvfs_xfer_engine *eng, uint32_t node, uint32_t incarnation,
 		       const char *addr, enum kvfs_xfer_backend_id backend);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wire.h - private to rdma/ (and its tests): the frames of the `tcp` transfer protocol.
+ * wire.h - private to rdma/tcp/ (and its unit test): the frames of the `tcp` transfer protocol.
  *
  * A connection starts with a handshake, then carries pipelined requests:
  *
@@ -15,11 +15,12 @@
  *   server -> client   struct kvfs_wire_rep      {id, status, len}; a successful READ is
  *                                                followed by len payload bytes
  *
- * Requests are answered by id; a client must accept replies in any order (today's server
- * answers in order per connection). A well-formed request the server cannot serve gets an error
- * reply and the connection lives on: -EINVAL range outside the arena, -ESTALE incarnation not
- * the server's. A malformed one (bad magic, unknown op, non-zero reserved bits, len 0 or above
- * KVFS_WIRE_MAX_XFER, a frame cut short or stalled mid-way) closes the connection.
+ * Requests are answered by id; a client must accept replies in any order (the server in
+ * tcp/server.c answers in order per connection). A well-formed request the server cannot serve
+ * gets an error reply and the connection lives on: -EINVAL range outside the arena, -ESTALE
+ * incarnation not the server's. A malformed one (bad magic, unknown op, non-zero reserved bits,
+ * len 0 or above KVFS_WIRE_MAX_XFER, a frame cut short or stalled mid-way) closes the
+ * connection.
  *
  * All integers are little-endian; every frame is a multiple of 8 bytes with natural alignment,
  * so the structs are sent as they are after conversion. The token travels in the clear: it

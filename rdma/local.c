@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * xfer_local.c - the `local` backend: this node's own arena, by memcpy.
+ * local.c - the `local` backend: this node's own arena, by memcpy.
  *
  * It serves ops whose peer is this node. check_op turns away offsets outside the arena
  * (-EINVAL) and ops naming another incarnation of this node (-ESTALE: the offset belongs to
@@ -16,11 +16,10 @@
 #include "xfer_i.h"
 
 struct local {
-	struct kvfs_arena
-		*arena; /* borrowed from the config; may be NULL (no arena: all -EINVAL) */
-	char *base;
-	uint64_t size;
-	uint32_t incarnation;
+	struct kvfs_arena *arena; /* borrowed from the config; NULL: no arena, all -EINVAL */
+	char *base;		  /* the arena's memory */
+	uint64_t size;		  /* its bytes */
+	uint32_t incarnation;	  /* this node's */
 };
 
 static int local_init(struct kvfs_xfer_engine *eng, const struct kvfs_xfer_config *cfg,
@@ -45,7 +44,7 @@ static void local_fini(void *priv)
 	free(priv);
 }
 
-static int local_check_op(void *priv, const struct kvfs_xfer_op *op)
+static int local_check_op(void *priv, void *bpeer, const struct kvfs_xfer_op *op)
 {
 	const struct local *l = priv;
 
