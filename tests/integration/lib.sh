@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # SPDX-License-Identifier: MIT
 #
-# lib.sh - helpers shared by the kvfs integration tests.
+# lib.sh - helpers shared by the kvfs integration tests: one daemon on a private mount.
+#
+# What every shell test shares (messages, the cleanup core, assert_*, check, json_get...) is in
+# tests/lib/common.sh, sourced here; this file adds the daemon and the kvtest.py assertions.
 #
 # Every test is a bash script that sources this file, calls kvfs_setup (checks prerequisites,
 # makes a private work directory, installs the cleanup trap) and usually kvfs_start (mounts a
@@ -11,8 +14,8 @@
 #
 # Cleanup runs on EXIT, INT and TERM, also after a failure: it stops only the daemon and the
 # helper processes this test started (by pid), unmounts WORK/mnt (fusermount3 -u, then
-# umount -l), and removes WORK unless something is still mounted under it. On failure it
-# prints the tail of the daemon log. KVFS_KEEP=1 keeps WORK for inspection.
+# umount -l; lib_teardown below), and removes WORK unless something is still mounted under it.
+# On failure it prints the tail of the daemon log. KVFS_KEEP=1 keeps WORK for inspection.
 #
 # Environment (set by tests/integration/meson.build; defaults let a script run by hand from
 # a source tree built in ./build):
@@ -21,110 +24,29 @@
 #   KVFS_START_TIMEOUT	seconds to wait for the mount (default 10)
 
 LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-: "${KVFS_SRC:=$(cd "$LIB_DIR/../.." && pwd)}"
-: "${KVFS_BIN:=$KVFS_SRC/build/fs/kvfs}"
-: "${KVFSCTL_BIN:=$KVFS_SRC/build/tools/kvfsctl}"
+# shellcheck source=../lib/common.sh
+. "$LIB_DIR/../lib/common.sh"
 : "${KVFS_DRAM:=512M}"
 : "${KVFS_START_TIMEOUT:=10}"
-: "${KVFS_KEEP:=0}"
-TEST_NAME=$(basename "$0" .sh)
-LIB_MAIN_PID=$$
 KVFS_PID=""	# the daemon this test started, or empty
 META_URL=""	# kvfs-meta of this test (KVFS_VIA_META=1), or empty
 META_PID=""
 KVFS_STATUS=""	# exit status of the last daemon stopped with kvfs_stop
-LIB_PIDS=()	# other background processes this test started (killed at cleanup)
 LIB_SIGRESET=()	# command prefix that starts a program with default SIGINT/SIGQUIT handling
-WORK=""
 MNT=""
 DATA=""
 KVFS_LOG=""
 
-set -Eeuo pipefail
-umask 022
-export LC_ALL=C
-
-# ---------------------------------------------------------------------------------------------
-# Messages
-
-log() { printf '%s [%s] %s\n' "$(date +%T.%3N)" "$TEST_NAME" "$*"; }
-step() { log "== $*"; }
-skip() { log "SKIP: $*"; exit 77; }
-
-# fail MSG...: print the failure and exit 1 (cleanup runs from the EXIT trap).
-fail() {
-	log "FAIL: $*"
-	exit 1
-}
-
-# ERR trap: name the failed command and where it ran (once, in the test's own shell).
-lib_on_err() {
-	local st=$1 cmd=${2%%$'\n'*} i where=""
-	[ "${BASHPID:-$$}" = "$LIB_MAIN_PID" ] || return 0
-	for ((i = 1; i < ${#BASH_SOURCE[@]}; i++)); do
-		where+=" <- $(basename "${BASH_SOURCE[i]}"):${BASH_LINENO[i - 1]}"
-		[ "${FUNCNAME[i]:-main}" != main ] || break
-	done
-	log "FAIL: command failed with status $st: $cmd (at${where# <-})"
-}
-
-# ---------------------------------------------------------------------------------------------
-# Processes and mounts
-
-# pid_alive PID: true while PID exists and is not a zombie.
-pid_alive() {
-	local st
-	[ -r "/proc/$1/stat" ] || return 1
-	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
-
-# mount_count DIR: how many entries /proc/mounts has for DIR (a stale FUSE mount counts).
-mount_count() {
-	awk -v d="$1" '$2 == d { n++ } END { print n + 0 }' /proc/mounts
-}
-
-is_mounted() { [ "$(mount_count "$1")" -gt 0 ]; }
-
-# mount_type DIR: the fstype of the top entry for DIR in /proc/mounts.
-mount_type() {
-	awk -v d="$1" '$2 == d { t = $3 } END { print t }' /proc/mounts
-}
-
-# lib_unmount DIR: unmount every layer mounted on DIR (never fails).
-lib_unmount() {
-	local d=$1 i
-	for i in 1 2 3 4 5; do
-		is_mounted "$d" || return 0
-		fusermount3 -u "$d" 2>/dev/null || umount "$d" 2>/dev/null ||
-			umount -l "$d" 2>/dev/null || true
-		[ "$i" -lt 3 ] || sleep 0.2
-	done
-	is_mounted "$d" && log "warning: $d is still mounted"
-	return 0
-}
-
-# bg_register PID: have cleanup kill PID (a helper started with &) if it still runs.
-bg_register() { LIB_PIDS+=("$1"); }
-
-lib_cleanup() {
-	local rc=$? p i st
-	[ "${BASHPID:-$$}" = "$LIB_MAIN_PID" ] || return "$rc"
-	trap - EXIT INT TERM ERR
-	set +e
-	if [ "${#LIB_FAILED[@]}" -gt 0 ]; then
-		log "FAIL: ${#LIB_FAILED[@]} check(s) failed: $(printf '[%s] ' "${LIB_FAILED[@]}")"
-		[ "$rc" -ne 0 ] || rc=1
-	fi
-	cd / || true
-	for p in "${LIB_PIDS[@]}"; do
-		pid_alive "$p" && kill -KILL "$p" 2>/dev/null
-	done
+# lib_teardown: cleanup's part for this suite (see common.sh): stop the daemon (SIGTERM, then
+# SIGKILL after 10 s; the test fails if it died, ignored SIGTERM or exited non-zero), unmount
+# MNT, and on failure print the tail of the daemon log.
+lib_teardown() {
+	local i st
 	if [ -n "$KVFS_PID" ] && ! pid_alive "$KVFS_PID"; then
 		st=0
 		wait "$KVFS_PID" 2>/dev/null || st=$?
 		log "cleanup: kvfs (pid $KVFS_PID) died during the test with status $st"
-		[ "$rc" -ne 0 ] || rc=1
+		lib_failed
 	elif [ -n "$KVFS_PID" ]; then
 		kill -TERM "$KVFS_PID" 2>/dev/null
 		for i in $(seq 100); do
@@ -134,54 +56,29 @@ lib_cleanup() {
 		if pid_alive "$KVFS_PID"; then
 			log "cleanup: kvfs (pid $KVFS_PID) ignored SIGTERM for 10 s, sending SIGKILL"
 			kill -KILL "$KVFS_PID" 2>/dev/null
-			[ "$rc" -ne 0 ] || rc=1
+			lib_failed
 		fi
 		st=0
 		wait "$KVFS_PID" 2>/dev/null || st=$?
 		if [ "$st" -ne 0 ]; then
 			log "cleanup: kvfs (pid $KVFS_PID) exited with status $st after SIGTERM"
-			[ "$rc" -ne 0 ] || rc=1
+			lib_failed
 		fi
 	fi
 	[ -n "$MNT" ] && lib_unmount "$MNT"
-	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -n "$KVFS_LOG" ] && [ -s "$KVFS_LOG" ]; then
+	if lib_failing && [ -n "$KVFS_LOG" ] && [ -s "$KVFS_LOG" ]; then
 		log "---- last 40 lines of the daemon log ($KVFS_LOG)"
 		tail -n 40 "$KVFS_LOG" | sed 's/^/    /'
 		log "----"
 	fi
-	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		if awk -v w="$WORK/" 'index($2, w) == 1 { f = 1 } END { exit !f }' /proc/mounts; then
-			log "cleanup: something is still mounted under $WORK; leaving it in place"
-		elif [ "$KVFS_KEEP" = 1 ]; then
-			log "cleanup: keeping $WORK (KVFS_KEEP=1)"
-		else
-			rm -rf --one-file-system "$WORK"
-		fi
-	fi
-	case $rc in
-	0) log "PASS" ;;
-	77) ;;
-	*) log "exit status $rc" ;;
-	esac
-	exit "$rc"
-}
-
-# require_tools TOOL...: skip unless every TOOL is on PATH.
-require_tools() {
-	local t
-	for t in "$@"; do
-		command -v "$t" >/dev/null 2>&1 || skip "required tool '$t' is not installed"
-	done
 }
 
 # kvfs_setup [TOOL...]: check prerequisites (root, /dev/fuse, the binaries, fusermount3,
 # python3 and the given tools), create WORK, MNT, DATA, KVFS_LOG and install the cleanup trap.
 # The current directory becomes WORK.
 kvfs_setup() {
-	[ "$(id -u)" -eq 0 ] || skip "must run as root (mounts FUSE, reads /proc of the daemon)"
-	[ -c /dev/fuse ] || skip "/dev/fuse is missing"
-	if [ ! -r /dev/fuse ] || [ ! -w /dev/fuse ]; then skip "/dev/fuse is not accessible"; fi
-	grep -qw fuse /proc/filesystems || skip "the kernel has no fuse filesystem"
+	require_root "mounts FUSE, reads /proc of the daemon"
+	require_fuse
 	require_tools fusermount3 python3 stat timeout awk env "$@"
 	[ -x "$KVFS_BIN" ] || skip "kvfs binary not found at '$KVFS_BIN' (set KVFS_BIN)"
 	[ -x "$KVFSCTL_BIN" ] || skip "kvfsctl binary not found at '$KVFSCTL_BIN' (set KVFSCTL_BIN)"
@@ -195,16 +92,11 @@ for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ):
 os.execvp(sys.argv[1], sys.argv[1:])')
 	fi
 
-	WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvfs-it-$TEST_NAME.XXXXXX")
+	lib_work kvfs-it
 	MNT=$WORK/mnt
 	DATA=$WORK/data
 	KVFS_LOG=$WORK/kvfs.log
 	mkdir -p "$MNT" "$DATA"
-	trap lib_cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
-	trap 'lib_on_err $? "$BASH_COMMAND"' ERR
-	cd "$WORK"
 	log "work dir $WORK, kvfs $KVFS_BIN"
 	[ "${KVFS_VIA_META:-0}" = 1 ] && meta_start
 	return 0
@@ -215,7 +107,7 @@ os.execvp(sys.argv[1], sys.argv[1:])')
 meta_start() {
 	local port i
 	[ -x "${KVFS_META_BIN:-}" ] || skip "kvfs-meta not found at '${KVFS_META_BIN:-}'"
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	port=$(free_port)
 	"$KVFS_META_BIN" --listen "127.0.0.1:$port" --data "$WORK/meta" >>"$WORK/kvfs-meta.log" 2>&1 &
 	META_PID=$!
 	bg_register "$META_PID"
@@ -298,67 +190,7 @@ kvfs_restart() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Assertions. Each prints what it checked and exits 1 on mismatch.
-
-# assert_eq EXPECTED ACTUAL WHAT
-assert_eq() {
-	[ "$1" = "$2" ] || fail "$3: expected '$1', got '$2'"
-}
-
-assert_ne() {
-	[ "$1" != "$2" ] || fail "$3: expected anything but '$1'"
-}
-
-# assert_ge A B WHAT: A >= B (integers)
-assert_ge() {
-	[ "$1" -ge "$2" ] || fail "$3: expected >= $2, got $1"
-}
-
-# assert_le A B WHAT: A <= B (integers)
-assert_le() {
-	[ "$1" -le "$2" ] || fail "$3: expected <= $2, got $1"
-}
-
-# assert_match REGEX STRING WHAT (extended regex, grep -E)
-assert_match() {
-	printf '%s\n' "$2" | grep -Eq -- "$1" || fail "$3: '$2' does not match /$1/"
-}
-
-assert_nomatch() {
-	if printf '%s\n' "$2" | grep -Eq -- "$1"; then
-		fail "$3: '$2' unexpectedly matches /$1/"
-	fi
-}
-
-# check WHAT CMD...: run CMD; on failure report it and go on, failing the test at the end.
-# For independent workloads, so that one failure does not hide the next.
-LIB_FAILED=()
-check() {
-	local what=$1 st=0
-	shift
-	"$@" || st=$?
-	if [ "$st" -ne 0 ]; then
-		log "FAIL: $what (status $st); continuing"
-		LIB_FAILED+=("$what")
-	fi
-	return 0
-}
-
-# assert_ok WHAT CMD...: CMD must succeed (its output is shown on failure).
-assert_ok() {
-	local what=$1 out st=0
-	shift
-	out=$("$@" 2>&1) || st=$?
-	[ "$st" -eq 0 ] || fail "$what: '$*' exited $st: $out"
-}
-
-# assert_fails WHAT CMD...: CMD must fail.
-assert_fails() {
-	local what=$1 out st=0
-	shift
-	out=$("$@" 2>&1) || st=$?
-	[ "$st" -ne 0 ] || fail "$what: '$*' succeeded but should fail (output: $out)"
-}
+# Assertions through kvtest.py (the generic ones are in common.sh)
 
 # assert_refused WHAT OP ARG...: the kvtest.py operation must fail (any errno); prints it.
 assert_refused() {
@@ -410,18 +242,6 @@ kvpy() { python3 "$LIB_DIR/kvtest.py" "$@"; }
 # kvctl ARGS...: run kvfsctl against this test's mount.
 kvctl() { "$KVFSCTL_BIN" -m "$MNT" "$@"; }
 
-# json_get FILE EXPR: print the Python expression EXPR evaluated with the JSON in FILE bound
-# to j (e.g. 'j["node"]["arena_bytes"]'). Booleans print as true/false, None as null.
-json_get() {
-	python3 - "$1" "$2" <<-'EOF'
-	import json, sys
-	with open(sys.argv[1]) as f:
-	    j = json.load(f)
-	v = eval(sys.argv[2], {"j": j})
-	print(json.dumps(v) if isinstance(v, (bool, type(None), dict, list)) else v)
-	EOF
-}
-
 # stats_snap FILE: copy MNT/.kvfs/stats to FILE and check that it is one JSON document.
 stats_snap() {
 	cat "$MNT/.kvfs/stats" >"$1" || fail "cannot read $MNT/.kvfs/stats"
@@ -434,10 +254,3 @@ pool_stat() {
 	json_get "$WORK/.pool_stat.json" \
 		"[p for p in j['pools'] if p['name'] == '$1'][0]['$2']"
 }
-
-# now: seconds since the epoch with nanoseconds; since T: seconds elapsed since T (3 decimals)
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
-
-# size_bytes SIZE: 64K -> 65536 (K, M, G, T are powers of 1024)
-size_bytes() { numfmt --from=iec "$1"; }

@@ -12,7 +12,6 @@
  * restarted on the same port, calls work again, committed state is there and a node resumes
  * with its incarnation.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "meta_http.h"
 
 #define MiB (1024ull * 1024)
@@ -588,18 +588,18 @@ START_TEST(bad_config)
 }
 END_TEST
 
-int main(void)
+Suite *unit_suite(void)
 {
-	Suite *s = suite_create("client");
-	TCase *tc = tcase_create("http");
-	SRunner *sr;
-	int failed;
+	Suite *s;
+	TCase *tc;
 
 	if (!getenv("KVFS_META_BIN")) {
 		fprintf(stderr, "SKIP: KVFS_META_BIN is not set\n");
-		return 77;
+		return NULL;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	s = suite_create("client");
+	tc = tcase_create("http");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, bad_config);
 	tcase_add_test(tc, every_op);
@@ -609,9 +609,5 @@ int main(void)
 	tcase_add_test(tc, service_restart);
 	tcase_add_test(tc, restart_without_node);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return s;
 }

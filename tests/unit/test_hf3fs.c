@@ -9,7 +9,6 @@
  * restart, no leak when two writers reserve the same key, stale confirms and releases ignored,
  * expired reservations reclaimed, clear keeping reservations, and input validation.
  */
-#include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "hf3fs.h"
 
 static char dir[64];
@@ -656,7 +656,7 @@ START_TEST(persist_many_and_lock)
 }
 END_TEST
 
-static Suite *hf3fs_suite(void)
+Suite *unit_suite(void)
 {
 	Suite *s = suite_create("hf3fs");
 	TCase *ref = tcase_create("reference"), *basic = tcase_create("basic"),
@@ -684,15 +684,4 @@ static Suite *hf3fs_suite(void)
 	suite_add_tcase(s, better);
 	suite_add_tcase(s, persist);
 	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(hf3fs_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

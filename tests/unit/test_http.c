@@ -9,12 +9,12 @@
  * byte-exact. The server's routing is covered end to end by
  * metadata/http/test_meta_3fs.sh.
  */
-#include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "codec.h"
 #include "server.h"
 
@@ -685,7 +685,7 @@ START_TEST(status_mapping)
 }
 END_TEST
 
-static Suite *http_suite(void)
+Suite *unit_suite(void)
 {
 	Suite *s = suite_create("http");
 	TCase *codec = tcase_create("codec");
@@ -702,15 +702,4 @@ static Suite *http_suite(void)
 	tcase_add_test(codec, status_mapping);
 	suite_add_tcase(s, codec);
 	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(http_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

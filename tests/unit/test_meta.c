@@ -8,7 +8,6 @@
  * directory (timed), persistence across restarts (incarnations), eviction, capacity, abort and
  * concurrent use. Timings and memory figures are printed to stderr.
  */
-#include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "meta.h"
 #include "pool.h"
 
@@ -1336,7 +1336,7 @@ static void setup_big(void)
 	setup_arena(32 * GiB);
 }
 
-static Suite *meta_suite(void)
+Suite *unit_suite(void)
 {
 	Suite *s = suite_create("meta");
 	TCase *tc = tcase_create("core");
@@ -1372,15 +1372,4 @@ static Suite *meta_suite(void)
 	tcase_add_test(big, test_big_dir);
 	suite_add_tcase(s, big);
 	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(meta_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -8,7 +8,6 @@
  * checks that no two live pages overlap and that the accounting returns to zero, and a timing
  * case that prints ns per alloc/free at scale.
  */
-#include <check.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "pool.h"
 
 #define KiB (1024ull)
@@ -677,7 +677,7 @@ START_TEST(timing)
 }
 END_TEST
 
-static Suite *pool_suite(void)
+Suite *unit_suite(void)
 {
 	Suite *s = suite_create("pool");
 	TCase *tc = tcase_create("arena");
@@ -706,15 +706,4 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, timing);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(pool_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -8,12 +8,12 @@
  * incarnation), malformed batches, the future API, counters, and concurrent submitters.
  * Deadlines need an asynchronous backend and are tested with tcp/verbs.
  */
-#include <check.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "pool.h"
 #include "xfer.h"
 
@@ -376,7 +376,7 @@ START_TEST(concurrent_submitters)
 }
 END_TEST
 
-static Suite *xfer_suite(void)
+Suite *unit_suite(void)
 {
 	Suite *s = suite_create("xfer");
 	TCase *tc = tcase_create("local");
@@ -395,15 +395,4 @@ static Suite *xfer_suite(void)
 	tcase_add_test(tc, concurrent_submitters);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(xfer_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -12,7 +12,6 @@
  * process), hostile clients that must be disconnected while the server keeps serving, and
  * concurrent submitters.
  */
-#include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "check_main.h"
 #include "pool.h"
 #include "wire.h"
 #include "xfer.h"
@@ -906,7 +906,7 @@ START_TEST(deadline_races)
 }
 END_TEST
 
-static Suite *xfer_tcp_suite(void)
+Suite *unit_suite(void)
 {
 	Suite *s = suite_create("xfer_tcp");
 	TCase *tc = tcase_create("tcp");
@@ -934,15 +934,4 @@ static Suite *xfer_tcp_suite(void)
 	tcase_add_test(tp, deadline_stopped_process);
 	suite_add_tcase(s, tp);
 	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(xfer_tcp_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
