@@ -281,13 +281,13 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 		valid |= KVFS_SET_GID;
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
-		want.atime_ns =
-			(to_set & FUSE_SET_ATTR_ATIME_NOW) ? now_ns() : ts_to_ns(&attr->st_atim);
+		want.atime_ns = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? kvfs_now_ns(CLOCK_REALTIME)
+								   : ts_to_ns(&attr->st_atim);
 		valid |= KVFS_SET_ATIME;
 	}
 	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
-		want.mtime_ns =
-			(to_set & FUSE_SET_ATTR_MTIME_NOW) ? now_ns() : ts_to_ns(&attr->st_mtim);
+		want.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? kvfs_now_ns(CLOCK_REALTIME)
+								   : ts_to_ns(&attr->st_mtim);
 		valid |= KVFS_SET_MTIME;
 	}
 

@@ -17,59 +17,10 @@
 #include <string.h>
 
 #include "fs_i.h"
+#include "util.h"
 #include "meta_http.h"
 #include "pool.h"
 #include "xfer.h"
-
-/*
- * Parse a size: digits and an optional K, M, G or T (powers of 1024, case-insensitive, then an
- * optional "iB" or "B"). Returns 0 and *ret, -EINVAL (syntax) or -ERANGE (above 2^64 - 1).
- */
-int kvfs_parse_size(const char *s, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t x;
-	unsigned shift = 0;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -ERANGE;
-	switch (toupper((unsigned char)*end)) {
-	case 0:
-		break;
-	case 'K':
-		shift = 10;
-		break;
-	case 'M':
-		shift = 20;
-		break;
-	case 'G':
-		shift = 30;
-		break;
-	case 'T':
-		shift = 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end) {
-		end++;
-		if (toupper((unsigned char)*end) == 'I')
-			end++;
-		if (toupper((unsigned char)*end) == 'B')
-			end++;
-		if (*end)
-			return -EINVAL;
-	}
-	if (__builtin_mul_overflow((uint64_t)v, (uint64_t)1 << shift, &x))
-		return -ERANGE;
-	*ret = x;
-	return 0;
-}
 
 static const char *evict_name(uint8_t e)
 {

@@ -182,7 +182,7 @@ static int truncate_locked(struct kvfs_fs *fs, struct fs_inode *in, uint64_t siz
 		return r;
 	want.size = size;
 	if (how & TRUNC_TIMES) {
-		want.mtime_ns = want.ctime_ns = now_ns();
+		want.mtime_ns = want.ctime_ns = kvfs_now_ns(CLOCK_REALTIME);
 		valid |= KVFS_SET_MTIME | KVFS_SET_CTIME;
 	}
 	want.mode = fs_killpriv_mode(o->mode, uid);
@@ -655,7 +655,7 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t 
 	if (atomic_load(&o->has_hits))
 		fs_hitcache_drop_ino(fs->hitcache, in->ino);
 	if (o->dirty) {
-		o->mtime_ns = now_ns();
+		o->mtime_ns = kvfs_now_ns(CLOCK_REALTIME);
 		r = fs_commit_locked(fs, in);
 	}
 out:

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "htable.h"
 #include "meta.h"
 
 struct kvfs_arena;
@@ -126,8 +127,8 @@ struct fs_istate {
 /* An inode the kernel knows (lookup count > 0) or that is in use here. */
 struct fs_inode {
 	uint64_t ino;
-	struct fs_inode *hnext; /* guarded by fs->itable_lock */
-	uint64_t hold_lease;	/* guarded by fs->itable_lock; see fs_hold_target() in inode.c */
+	struct kvfs_hnode hnode; /* in fs->itable; guarded by fs->itable_lock */
+	uint64_t hold_lease;	 /* guarded by fs->itable_lock; see fs_hold_target() in inode.c */
 	_Atomic(struct fs_istate *) st; /* set once (under fs->itable_lock), freed with it */
 	uint32_t nlookup;		/* guarded by fs->itable_lock */
 	uint32_t refs;			/* in-flight users; guarded by fs->itable_lock */
@@ -194,9 +195,7 @@ struct kvfs_fs {
 	const void *zero; /* KVFS_PAGE_MAX bytes of zeros for holes */
 
 	pthread_mutex_t itable_lock;
-	struct fs_inode **itable; /* guarded by itable_lock */
-	size_t itable_cap;	  /* guarded by itable_lock */
-	size_t itable_count;	  /* guarded by itable_lock */
+	struct kvfs_htable itable; /* of fs_inode by ino; guarded by itable_lock */
 
 	/* kernel cache invalidations requested by the state machine (eviction) */
 	pthread_mutex_t notify_lock;
@@ -262,4 +261,3 @@ int kvfs_fs_stats_json(struct kvfs_fs *fs, char **ret_buf, size_t *ret_len);
 /* Run one control request (a JSON text); always produces a reply (an error reply on failure).
  * Returns 0, or -EINVAL when the request is not a JSON object with a "cmd". */
 int kvfs_fs_ctl(struct kvfs_fs *fs, const char *req, size_t len, char **ret_buf, size_t *ret_len);
-int kvfs_parse_size(const char *s, uint64_t *ret);

@@ -10,8 +10,9 @@
  * to a remote page goes straight to its owner and would leave the copy stale within this open).
  *
  * Entries are reference counted: a reply pointing into one keeps it alive even if it is evicted
- * meanwhile. Eviction is LRU by bytes against the configured size. One mutex guards the table;
- * it is never held across a reply, a transfer or an allocation of page data.
+ * meanwhile. Eviction is LRU by bytes against the configured size; the table (common/htable.h)
+ * grows with the entries. One mutex guards the table; it is never held across a reply, a
+ * transfer or an allocation of page data.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +21,8 @@
 #include "fs_i.h"
 
 struct fs_hit {
-	struct fs_hit *hnext;	    /* hash chain; guarded by hc->lock */
+	struct kvfs_hnode hnode;    /* in hc->table; guarded by hc->lock */
+	struct fs_hit *victim;	    /* off the table: chains victims to free after unlocking */
 	struct fs_hit *prev, *next; /* LRU, most recent at head; guarded by hc->lock */
 	uint64_t ino, version, index;
 	_Atomic unsigned refs; /* the table's + one per reader */
@@ -31,18 +33,33 @@ struct fs_hit {
 
 struct fs_hitcache {
 	pthread_mutex_t lock;
-	struct fs_hit **table;	    /* guarded by lock */
-	size_t cap;		    /* buckets, power of two */
+	struct kvfs_htable table;   /* of fs_hit by (ino, version, index); guarded by lock */
 	struct fs_hit *head, *tail; /* guarded by lock */
 	uint64_t bytes, max_bytes;  /* guarded by lock */
 	_Atomic uint64_t hits, misses, inserts, evictions;
 };
 
-static size_t bucket(const struct fs_hitcache *hc, uint64_t ino, uint64_t version, uint64_t idx)
+static uint64_t key_hash(uint64_t ino, uint64_t version, uint64_t idx)
 {
-	uint64_t h = (ino * 0x9E3779B97F4A7C15ull) ^ (version * 0xC2B2AE3D27D4EB4Full) ^ idx;
+	uint64_t k[3] = {ino, version, idx};
 
-	return (size_t)(h ^ (h >> 29)) & (hc->cap - 1);
+	return kvfs_hash_bytes(k, sizeof(k));
+}
+
+/* The entry for the key, or NULL. Caller holds hc->lock. */
+static struct fs_hit *find_locked(struct fs_hitcache *hc, uint64_t ino, uint64_t version,
+				  uint64_t idx)
+{
+	uint64_t hash = key_hash(ino, version, idx);
+
+	for (struct kvfs_hnode *n = kvfs_htable_first(&hc->table, hash); n;
+	     n = kvfs_htable_next(n, hash)) {
+		struct fs_hit *h = kvfs_container_of(n, struct fs_hit, hnode);
+
+		if (h->ino == ino && h->version == version && h->index == idx)
+			return h;
+	}
+	return NULL;
 }
 
 int fs_hitcache_create(uint64_t max_bytes, struct fs_hitcache **ret)
@@ -51,12 +68,7 @@ int fs_hitcache_create(uint64_t max_bytes, struct fs_hitcache **ret)
 
 	if (!hc)
 		return -ENOMEM;
-	hc->cap = 4096;
-	hc->table = calloc(hc->cap, sizeof(*hc->table));
-	if (!hc->table) {
-		free(hc);
-		return -ENOMEM;
-	}
+	kvfs_htable_init(&hc->table);
 	pthread_mutex_init(&hc->lock, NULL);
 	hc->max_bytes = max_bytes;
 	*ret = hc;
@@ -72,14 +84,7 @@ static void hit_put(struct fs_hit *h)
 /* Unlink @h from the table and LRU; the caller drops the table's reference after unlocking. */
 static void unlink_locked(struct fs_hitcache *hc, struct fs_hit *h)
 {
-	struct fs_hit **pp = &hc->table[bucket(hc, h->ino, h->version, h->index)];
-
-	for (; *pp; pp = &(*pp)->hnext) {
-		if (*pp == h) {
-			*pp = h->hnext;
-			break;
-		}
-	}
+	kvfs_htable_remove(&hc->table, &h->hnode);
 	if (h->prev)
 		h->prev->next = h->next;
 	else
@@ -102,7 +107,7 @@ void fs_hitcache_destroy(struct fs_hitcache *hc)
 		unlink_locked(hc, h);
 		hit_put(h);
 	}
-	free(hc->table);
+	kvfs_htable_fini(&hc->table);
 	pthread_mutex_destroy(&hc->lock);
 	free(hc);
 }
@@ -113,9 +118,7 @@ const void *fs_hitcache_get(struct fs_hitcache *hc, uint64_t ino, uint64_t versi
 	struct fs_hit *h;
 
 	pthread_mutex_lock(&hc->lock);
-	for (h = hc->table[bucket(hc, ino, version, index)]; h; h = h->hnext)
-		if (h->ino == ino && h->version == version && h->index == index)
-			break;
+	h = find_locked(hc, ino, version, index);
 	if (h) {
 		atomic_fetch_add(&h->refs, 1);
 		if (h != hc->head) { /* most recently used to the front */
@@ -141,14 +144,10 @@ const void *fs_hitcache_get(struct fs_hitcache *hc, uint64_t ino, uint64_t versi
 
 bool fs_hitcache_has(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uint64_t index)
 {
-	struct fs_hit *h;
 	bool found;
 
 	pthread_mutex_lock(&hc->lock);
-	for (h = hc->table[bucket(hc, ino, version, index)]; h; h = h->hnext)
-		if (h->ino == ino && h->version == version && h->index == index)
-			break;
-	found = h != NULL;
+	found = find_locked(hc, ino, version, index) != NULL;
 	pthread_mutex_unlock(&hc->lock);
 	return found;
 }
@@ -161,8 +160,7 @@ void fs_hitcache_release(struct fs_hit *ref)
 void fs_hitcache_put(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uint64_t index,
 		     const void *data, uint32_t len)
 {
-	struct fs_hit *h, *old, *victims = NULL;
-	size_t b;
+	struct fs_hit *h, *victims = NULL;
 
 	if (len > hc->max_bytes)
 		return;
@@ -178,11 +176,7 @@ void fs_hitcache_put(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uin
 	memcpy(h->data, data, len);
 
 	pthread_mutex_lock(&hc->lock);
-	b = bucket(hc, ino, version, index);
-	for (old = hc->table[b]; old; old = old->hnext)
-		if (old->ino == ino && old->version == version && old->index == index)
-			break;
-	if (old) {
+	if (find_locked(hc, ino, version, index)) {
 		pthread_mutex_unlock(&hc->lock);
 		free(h); /* another reader cached it first */
 		return;
@@ -191,12 +185,15 @@ void fs_hitcache_put(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uin
 		struct fs_hit *v = hc->tail;
 
 		unlink_locked(hc, v);
-		v->hnext = victims; /* off the table now: hnext is free to chain victims */
+		v->victim = victims;
 		victims = v;
 		atomic_fetch_add(&hc->evictions, 1);
 	}
-	h->hnext = hc->table[b];
-	hc->table[b] = h;
+	if (kvfs_htable_insert(&hc->table, &h->hnode, key_hash(ino, version, index)) < 0) {
+		pthread_mutex_unlock(&hc->lock);
+		free(h);
+		goto out;
+	}
 	h->next = hc->head;
 	if (hc->head)
 		hc->head->prev = h;
@@ -207,8 +204,9 @@ void fs_hitcache_put(struct fs_hitcache *hc, uint64_t ino, uint64_t version, uin
 	hc->bytes += len;
 	pthread_mutex_unlock(&hc->lock);
 	atomic_fetch_add(&hc->inserts, 1);
+out:
 	while (victims) {
-		struct fs_hit *n = victims->hnext;
+		struct fs_hit *n = victims->victim;
 
 		hit_put(victims);
 		victims = n;
@@ -225,12 +223,12 @@ void fs_hitcache_drop_ino(struct fs_hitcache *hc, uint64_t ino)
 		if (h->ino != ino)
 			continue;
 		unlink_locked(hc, h);
-		h->hnext = victims;
+		h->victim = victims;
 		victims = h;
 	}
 	pthread_mutex_unlock(&hc->lock);
 	while (victims) {
-		struct fs_hit *n = victims->hnext;
+		struct fs_hit *n = victims->victim;
 
 		hit_put(victims);
 		victims = n;

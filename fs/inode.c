@@ -23,33 +23,19 @@
 #include "pool.h"
 #include "xfer.h"
 
-static size_t ihash(uint64_t ino, size_t cap)
+/* The inode of @ino in the table, or NULL. Caller holds fs->itable_lock. */
+static struct fs_inode *itable_find(struct kvfs_fs *fs, uint64_t ino)
 {
-	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
-}
+	uint64_t h = kvfs_hash_u64(ino);
 
-static int itable_grow(struct kvfs_fs *fs)
-{
-	size_t ncap = fs->itable_cap ? fs->itable_cap * 2 : 1024;
-	struct fs_inode **n = calloc(ncap, sizeof(*n));
+	for (struct kvfs_hnode *n = kvfs_htable_first(&fs->itable, h); n;
+	     n = kvfs_htable_next(n, h)) {
+		struct fs_inode *in = kvfs_container_of(n, struct fs_inode, hnode);
 
-	if (!n)
-		return -ENOMEM;
-	for (size_t i = 0; i < fs->itable_cap; i++) {
-		struct fs_inode *in = fs->itable[i], *next;
-
-		for (; in; in = next) {
-			size_t h = ihash(in->ino, ncap);
-
-			next = in->hnext;
-			in->hnext = n[h];
-			n[h] = in;
-		}
+		if (in->ino == ino)
+			return in;
 	}
-	free(fs->itable);
-	fs->itable = n;
-	fs->itable_cap = ncap;
-	return 0;
+	return NULL;
 }
 
 void fs_inode_free(struct fs_inode *in)
@@ -89,24 +75,19 @@ struct fs_istate *fs_inode_state(struct kvfs_fs *fs, struct fs_inode *in)
 struct fs_inode *fs_inode_get(struct kvfs_fs *fs, uint64_t ino, bool lookup)
 {
 	struct fs_inode *in;
-	size_t h;
 
 	pthread_mutex_lock(&fs->itable_lock);
-	if (fs->itable_cap) {
-		for (in = fs->itable[ihash(ino, fs->itable_cap)]; in; in = in->hnext)
-			if (in->ino == ino)
-				goto found;
-	}
-	if ((fs->itable_count + 1) * 2 > fs->itable_cap && itable_grow(fs) < 0)
-		goto err_unlock;
+	in = itable_find(fs, ino);
+	if (in)
+		goto found;
 	in = calloc(1, sizeof(*in));
 	if (!in)
 		goto err_unlock;
 	in->ino = ino;
-	h = ihash(ino, fs->itable_cap);
-	in->hnext = fs->itable[h];
-	fs->itable[h] = in;
-	fs->itable_count++;
+	if (kvfs_htable_insert(&fs->itable, &in->hnode, kvfs_hash_u64(ino)) < 0) {
+		free(in);
+		goto err_unlock;
+	}
 found:
 	in->refs++;
 	if (lookup)
@@ -122,14 +103,10 @@ err_unlock:
 /* Look up without adding; takes a reference. */
 struct fs_inode *fs_inode_find(struct kvfs_fs *fs, uint64_t ino)
 {
-	struct fs_inode *in = NULL;
+	struct fs_inode *in;
 
 	pthread_mutex_lock(&fs->itable_lock);
-	if (fs->itable_cap) {
-		for (in = fs->itable[ihash(ino, fs->itable_cap)]; in; in = in->hnext)
-			if (in->ino == ino)
-				break;
-	}
+	in = itable_find(fs, ino);
 	if (in)
 		in->refs++;
 	pthread_mutex_unlock(&fs->itable_lock);
@@ -140,7 +117,6 @@ struct fs_inode *fs_inode_find(struct kvfs_fs *fs, uint64_t ino)
 void fs_inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 {
 	struct fs_istate *idle = NULL;
-	struct fs_inode **pp;
 	uint64_t hold = 0;
 	bool dead;
 
@@ -159,13 +135,7 @@ void fs_inode_put(struct kvfs_fs *fs, struct fs_inode *in, uint64_t nlookup)
 		in->st = NULL;
 	}
 	if (dead) {
-		for (pp = &fs->itable[ihash(in->ino, fs->itable_cap)]; *pp; pp = &(*pp)->hnext) {
-			if (*pp == in) {
-				*pp = in->hnext;
-				break;
-			}
-		}
-		fs->itable_count--;
+		kvfs_htable_remove(&fs->itable, &in->hnode);
 		hold = in->hold_lease;
 	}
 	pthread_mutex_unlock(&fs->itable_lock);

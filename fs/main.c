@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "fs_i.h"
+#include "util.h"
 #include "meta_http.h"
 #include "pool.h"
 #include "xfer.h"
@@ -360,27 +361,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 		return -EINVAL;
 	}
 	o->mountpoint = argv[optind];
-	return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) < 0 && errno != EEXIST)
-		return -errno;
 	return 0;
 }
 
@@ -827,7 +807,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvfs: out of memory\n");
 		return 1;
 	}
-	r = mkdir_p(data_dir, 0700);
+	r = kvfs_mkdir_p(data_dir, 0700);
 	if (r < 0) {
 		fprintf(stderr, "kvfs: data directory %s: %s\n", data_dir, strerror(-r));
 		goto err_free;

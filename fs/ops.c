@@ -136,7 +136,7 @@ const struct fuse_lowlevel_ops kvfs_fs_ops = {
 
 int kvfs_fs_init(struct kvfs_fs *fs)
 {
-	fs_start_ns = now_ns();
+	fs_start_ns = kvfs_now_ns(CLOCK_REALTIME);
 	pthread_mutex_init(&fs->itable_lock, NULL);
 	pthread_mutex_init(&fs->peers_lock, NULL);
 	pthread_mutex_init(&fs->handles_lock, NULL);
@@ -156,23 +156,23 @@ void kvfs_fs_fini(struct kvfs_fs *fs)
 	}
 	while (fs->handles)
 		fs_handle_free(fs, fs->handles);
-	for (size_t i = 0; i < fs->itable_cap; i++) {
-		struct fs_inode *in = fs->itable[i], *next;
+	for (struct kvfs_hiter it = KVFS_HITER_INIT;;) {
+		struct kvfs_hnode *n = kvfs_htable_iter(&fs->itable, &it);
+		struct fs_inode *in;
 
-		for (; in; in = next) {
-			next = in->hnext;
-			if (in->st && in->st->open) {
-				fs_pagemap_fini(&in->st->open->pages);
-				fs_ra_put(in->st->open->ra);
-				free(in->st->open);
-				in->st->open = NULL;
-			}
-			fs_inode_free(in);
+		if (!n)
+			break;
+		in = kvfs_container_of(n, struct fs_inode, hnode);
+		kvfs_htable_remove(&fs->itable, n);
+		if (in->st && in->st->open) {
+			fs_pagemap_fini(&in->st->open->pages);
+			fs_ra_put(in->st->open->ra);
+			free(in->st->open);
+			in->st->open = NULL;
 		}
+		fs_inode_free(in);
 	}
-	free(fs->itable);
-	fs->itable = NULL;
-	fs->itable_cap = fs->itable_count = 0;
+	kvfs_htable_fini(&fs->itable);
 	pthread_cond_destroy(&fs->notify_cond);
 	pthread_mutex_destroy(&fs->notify_lock);
 	pthread_mutex_destroy(&fs->itable_lock);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "fs_i.h"
+#include "util.h"
 
 struct kvfs_xfer_op;
 
@@ -22,14 +23,6 @@ struct kvfs_xfer_op;
 static inline struct kvfs_fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
-}
-
-static inline int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
 /*

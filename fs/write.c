@@ -327,7 +327,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	if (pos > o->size)
 		o->size = pos;
 	o->dirty = true;
-	o->mtime_ns = now_ns();
+	o->mtime_ns = kvfs_now_ns(CLOCK_REALTIME);
 	in->st->content_gen++;
 	if (atomic_load(&o->has_hits)) /* copies of pages we may just have written over */
 		fs_hitcache_drop_ino(fs->hitcache, in->ino);

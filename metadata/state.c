@@ -61,6 +61,7 @@
 
 #include "pool.h"
 #include "state.h"
+#include "util.h"
 
 #define DB_VERSION	      1u
 #define DEFAULT_MAP_SIZE      (8ull << 30)
@@ -283,48 +284,6 @@ struct meta_state {
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 static uint64_t mix64(uint64_t x)
 {
 	x ^= x >> 33;
@@ -533,7 +492,7 @@ static void db_put_inode(struct meta_state *s, const struct inode *in)
 	};
 	uint8_t k[8];
 
-	put_be64(k, in->ino);
+	kvfs_put_be64(k, in->ino);
 	db_put(s, s->db_inodes, k, sizeof(k), &r, sizeof(r));
 }
 
@@ -541,13 +500,13 @@ static void db_del_inode(struct meta_state *s, uint64_t ino)
 {
 	uint8_t k[8];
 
-	put_be64(k, ino);
+	kvfs_put_be64(k, ino);
 	db_del(s, s->db_inodes, k, sizeof(k));
 }
 
 static size_t dirent_key(uint8_t *k, uint64_t parent, const char *name, size_t len)
 {
-	put_be64(k, parent);
+	kvfs_put_be64(k, parent);
 	memcpy(k + 8, name, len);
 	return 8 + len;
 }
@@ -570,8 +529,8 @@ static void db_del_dirent(struct meta_state *s, const struct inode *in)
 
 static void page_key(uint8_t *k, uint64_t ino, uint64_t index)
 {
-	put_be64(k, ino);
-	put_be64(k + 8, index);
+	kvfs_put_be64(k, ino);
+	kvfs_put_be64(k + 8, index);
 }
 
 static void db_put_page(struct meta_state *s, uint64_t ino, const struct page *p)
@@ -593,10 +552,10 @@ static void db_del_page(struct meta_state *s, uint64_t ino, uint32_t index)
 
 static void pend_key(uint8_t *k, uint64_t ino, const struct page *p)
 {
-	put_be64(k, ino);
-	put_be64(k + 8, p->index);
-	put_be32(k + 16, p->node);
-	put_be64(k + 20, (uint64_t)p->off << OFF_SHIFT);
+	kvfs_put_be64(k, ino);
+	kvfs_put_be64(k + 8, p->index);
+	kvfs_put_be32(k + 16, p->node);
+	kvfs_put_be64(k + 20, (uint64_t)p->off << OFF_SHIFT);
 }
 
 static void db_put_pend(struct meta_state *s, uint64_t ino, const struct page *p)
@@ -630,7 +589,7 @@ static void db_put_pool(struct meta_state *s, const struct pool *p)
 	r.evicted_bytes = p->evicted_bytes;
 	r.dropped = p->dropped;
 	memcpy(r.name, p->name, sizeof(r.name));
-	put_be32(k, p->id);
+	kvfs_put_be32(k, p->id);
 	db_put(s, s->db_pools, k, sizeof(k), &r, sizeof(r));
 }
 
@@ -644,7 +603,7 @@ static void db_put_node(struct meta_state *s, const struct node *n)
 	r.flags = n->dead ? REC_NODE_DEAD : 0;
 	r.arena_size = n->arena_size;
 	memcpy(r.addr, n->addr, sizeof(r.addr));
-	put_be32(k, n->id);
+	kvfs_put_be32(k, n->id);
 	db_put(s, s->db_nodes, k, sizeof(k), &r, sizeof(r));
 }
 
@@ -655,7 +614,7 @@ static void db_put_counter(struct meta_state *s, const char *key, const void *v,
 
 static size_t xattr_key(uint8_t *k, uint64_t ino, const char *name, size_t nlen)
 {
-	put_be64(k, ino);
+	kvfs_put_be64(k, ino);
 	memcpy(k + 8, name, nlen);
 	return 8 + nlen;
 }
@@ -1114,7 +1073,7 @@ static void pool_free_if_dead(struct meta_state *s, struct pool *p)
 
 	if (!p->dropped || p->refs)
 		return;
-	put_be32(k, p->id);
+	kvfs_put_be32(k, p->id);
 	db_del(s, s->db_pools, k, sizeof(k));
 	for (pp = &s->pools; *pp && *pp != p; pp = &(*pp)->next)
 		;
@@ -1433,7 +1392,7 @@ static int pool_create_locked(struct meta_state *s, struct kvfs_pool_attr *a, ui
 	struct inode *dir;
 	size_t len;
 	char *name;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	int r;
 
 	r = pool_attr_check(a, &len);
@@ -1528,7 +1487,7 @@ static int pool_drop_locked(struct meta_state *s, const char *name, bool force, 
 	struct pool *p;
 	struct inode **v;
 	size_t n;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	int r;
 
 	p = pool_by_name(s, name);
@@ -1718,7 +1677,7 @@ static int make_node(struct meta_state *s, struct inode *dir, const char *name, 
 {
 	struct inode *in;
 	char *copy;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	int r;
 
 	r = dir_reserve(dir->d, 1);
@@ -1889,8 +1848,8 @@ int meta_state_unlink(struct meta_state *s, uint64_t parent, const char *name)
 	r = op_begin(s);
 	if (r < 0)
 		goto out;
-	file_remove(s, in, now_ns());
-	dir_touch(s, dir, now_ns());
+	file_remove(s, in, kvfs_now_ns(CLOCK_REALTIME));
+	dir_touch(s, dir, kvfs_now_ns(CLOCK_REALTIME));
 	r = op_end(s);
 out:
 	pthread_mutex_unlock(&s->lock);
@@ -1935,7 +1894,7 @@ int meta_state_rmdir(struct meta_state *s, uint64_t parent, const char *name)
 		}
 	} else {
 		dir_remove_inode(s, in);
-		dir_touch(s, dir, now_ns());
+		dir_touch(s, dir, kvfs_now_ns(CLOCK_REALTIME));
 	}
 	r = op_end(s);
 out:
@@ -1961,7 +1920,7 @@ static int rename_exchange(struct meta_state *s, struct inode *dir, struct inode
 {
 	char *n1, *n2;
 	size_t l1 = src->name_len, l2 = dst->name_len;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	int r;
 
 	if (is_dir(src) && in_subtree(s, newdir, src))
@@ -2098,7 +2057,7 @@ int meta_state_rename(struct meta_state *s, uint64_t parent, const char *name, u
 		free(copy);
 		goto out;
 	}
-	now = now_ns();
+	now = kvfs_now_ns(CLOCK_REALTIME);
 	if (dst) {
 		if (is_dir(dst))
 			dir_remove_inode(s, dst);
@@ -2160,7 +2119,7 @@ int meta_state_setattr(struct meta_state *s, uint64_t ino, const struct kvfs_att
 {
 	struct inode *in;
 	struct kvfs_attr a;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	int r;
 
 	pthread_mutex_lock(&s->lock);
@@ -2331,7 +2290,7 @@ int meta_state_alloc(struct meta_state *s, uint64_t ino, uint64_t first, uint32_
 	struct pool *p;
 	struct node *nd = NULL;
 	uint64_t *offs = NULL, ps, limit, need;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	uint32_t i;
 	int r;
 
@@ -2463,7 +2422,7 @@ int meta_state_commit(struct meta_state *s, uint64_t ino, uint64_t size, int64_t
 {
 	struct inode *in;
 	struct kvfs_attr a;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	int r;
 
 	pthread_mutex_lock(&s->lock);
@@ -2756,7 +2715,7 @@ int meta_state_setxattr(struct meta_state *s, uint64_t ino, const char *name, co
 	*pp = x;
 	free(old);
 	db_put(s, s->db_xattrs, k, xattr_key(k, ino, name, nlen), x->data + nlen + 1, len);
-	in->ctime = now_ns();
+	in->ctime = kvfs_now_ns(CLOCK_REALTIME);
 	db_put_inode(s, in);
 	r = op_end(s);
 	pthread_mutex_unlock(&s->lock);
@@ -2865,7 +2824,7 @@ int meta_state_removexattr(struct meta_state *s, uint64_t ino, const char *name)
 	*pp = x->next;
 	free(x);
 	db_del(s, s->db_xattrs, k, xattr_key(k, ino, name, nlen));
-	in->ctime = now_ns();
+	in->ctime = kvfs_now_ns(CLOCK_REALTIME);
 	db_put_inode(s, in);
 	r = op_end(s);
 out:
@@ -2970,7 +2929,7 @@ static int invalidate_node(struct meta_state *s, uint32_t node, uint32_t keep_in
 {
 	struct inode **v;
 	size_t n;
-	int64_t now = now_ns();
+	int64_t now = kvfs_now_ns(CLOCK_REALTIME);
 	int r;
 
 	r = all_files(s, &v, &n);
@@ -3374,7 +3333,7 @@ static int store_init(struct meta_state *s)
 	}
 	root->nlink = 2;
 	root->version = 1;
-	root->atime = root->mtime = root->ctime = now_ns();
+	root->atime = root->mtime = root->ctime = kvfs_now_ns(CLOCK_REALTIME);
 	s->root = root;
 	s->next_ino = KVFS_FIRST_INO;
 	s->next_pool = 1;
@@ -3403,7 +3362,7 @@ static int load_nodes(struct meta_state *s, MDB_cursor *c)
 		if (k.mv_size != 4 || d.mv_size != sizeof(rn))
 			return -EIO;
 		memcpy(&rn, d.mv_data, sizeof(rn));
-		nd = node_add(s, get_be32(k.mv_data));
+		nd = node_add(s, kvfs_get_be32(k.mv_data));
 		if (!nd)
 			return -ENOMEM;
 		nd->inc = rn.incarnation;
@@ -3431,7 +3390,7 @@ static int load_pools(struct meta_state *s, MDB_cursor *c)
 		p = calloc(1, sizeof(*p));
 		if (!p)
 			return -ENOMEM;
-		p->id = get_be32(k.mv_data);
+		p->id = kvfs_get_be32(k.mv_data);
 		memcpy(p->name, rp.name, sizeof(p->name));
 		p->name[KVFS_POOL_NAME_MAX] = '\0';
 		p->page_size = rp.page_size;
@@ -3472,7 +3431,7 @@ static int load_inodes(struct meta_state *s, MDB_cursor *c)
 		if (k.mv_size != 8 || d.mv_size != sizeof(ri))
 			return -EIO;
 		memcpy(&ri, d.mv_data, sizeof(ri));
-		ino = get_be64(k.mv_data);
+		ino = kvfs_get_be64(k.mv_data);
 		if (ri.pool) {
 			p = pool_by_id_any(s, ri.pool);
 			if (!p)
@@ -3514,7 +3473,7 @@ static int load_dirents(struct meta_state *s, MDB_cursor *c)
 		if (k.mv_size <= 8 || len > KVFS_NAME_MAX || d.mv_size != sizeof(rd))
 			return -EIO;
 		memcpy(&rd, d.mv_data, sizeof(rd));
-		dir = ino_find(s, get_be64(k.mv_data));
+		dir = ino_find(s, kvfs_get_be64(k.mv_data));
 		in = ino_find(s, rd.ino);
 		if (!dir || !is_dir(dir) || !in || in->name || in == s->root || rd.seq == 0)
 			return -EIO;
@@ -3552,13 +3511,13 @@ static int load_pages(struct meta_state *s, MDB_cursor *c, bool pend)
 		if (k.mv_size != (pend ? 28u : 16u) ||
 		    d.mv_size != (pend ? 4u : sizeof(struct rec_page)))
 			return -EIO;
-		in = ino_find(s, get_be64(kb));
-		index = get_be64(kb + 8);
+		in = ino_find(s, kvfs_get_be64(kb));
+		index = kvfs_get_be64(kb + 8);
 		if (!in || !is_reg(in) || index > UINT32_MAX)
 			return -EIO;
 		if (pend) {
-			pg.node = get_be32(kb + 16);
-			off = get_be64(kb + 20);
+			pg.node = kvfs_get_be32(kb + 16);
+			off = kvfs_get_be64(kb + 20);
 			memcpy(&pg.inc, d.mv_data, 4);
 		} else {
 			struct rec_page rp;
@@ -3601,7 +3560,7 @@ static int load_xattrs(struct meta_state *s, MDB_cursor *c)
 
 		if (k.mv_size <= 8 || nlen > KVFS_NAME_MAX || d.mv_size > XATTR_VALUE_MAX)
 			return -EIO;
-		in = ino_find(s, get_be64(k.mv_data));
+		in = ino_find(s, kvfs_get_be64(k.mv_data));
 		if (!in)
 			return -EIO;
 		x = malloc(sizeof(*x) + nlen + 1 + d.mv_size);
@@ -3765,31 +3724,6 @@ static int load(struct meta_state *s)
 /* ------------------------------------------------------------------------------------------ */
 /* Create and destroy */
 
-static int mkdir_p(const char *dir)
-{
-	char *p, *copy = strdup(dir);
-	int r = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	for (p = copy + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-
-		*p = '\0';
-		if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
-			r = -errno;
-			break;
-		}
-		*p = c;
-		if (c == '\0')
-			break;
-	}
-	free(copy);
-	return r;
-}
-
 static int open_dbs(struct meta_state *s)
 {
 	static const char *names[] = {"meta",	 "nodes", "pools",   "inodes",
@@ -3837,7 +3771,7 @@ int meta_state_create(const struct meta_state_config *cfg, struct meta_state **r
 	s->ino_mask = s->name_mask = TAB_MIN - 1;
 	s->lease_mask = 63;
 
-	r = mkdir_p(cfg->dir);
+	r = kvfs_mkdir_p(cfg->dir, 0755);
 	if (r < 0)
 		goto err_destroy;
 	if (asprintf(&path, "%s/kvfs-meta.lock", cfg->dir) < 0) {

@@ -30,6 +30,7 @@
 #include "bench_meta.h"
 #include "pool.h"
 #include "xfer.h"
+#include "util.h"
 
 #define EXIT_OK	   0
 #define EXIT_FAIL  1
@@ -53,42 +54,17 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
 }
 
-/* "4096", "64K", "1M", "2G" (binary units). Returns 0 or -EINVAL. */
+/* A size as kvfs_parse_size() reads it, and not zero (every size here is a count of bytes). */
 static int parse_size(const char *s, uint64_t *ret)
 {
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
+	uint64_t v = 0;
+	int r = kvfs_parse_size(s, &v);
 
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		shift = 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if ((*end == 'i' || *end == 'B') && end[1] == '\0')
-		end++;
-	if (*end || v == 0 || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*ret = (uint64_t)v << shift;
-	return 0;
+	if (r == 0 && v == 0)
+		r = -EINVAL;
+	if (r == 0)
+		*ret = v;
+	return r;
 }
 
 /* The server's arena content: a pattern any client can recompute from the offset. */
@@ -384,7 +360,7 @@ static int cmd_xfer(int argc, char **argv)
 	};
 	struct xfer_opts o = {
 		.size = 1 << 20, .arena = 1ull << 30, .span = 256ull << 20, .seconds = 5};
-	uint64_t v;
+	uint64_t v = 0;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -661,7 +637,7 @@ static int cmd_verbs(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct verbs_opts o = {.page_size = 64 << 10, .pages = 64, .runs = 15};
-	uint64_t v;
+	uint64_t v = 0;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "meta.h"
 #include "pool.h"
+#include "util.h"
 
 #define EXIT_OK	   0
 #define EXIT_FAIL  1
@@ -134,67 +135,6 @@ static int usage_error(const char *fmt, ...)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sizes */
-
-/*
- * Parse "123", "64K", "1M", "1MiB", "2G", "1T" (powers of 1024, case-insensitive suffix,
- * optional "B"/"iB"). Returns 0 and *ret, or -EINVAL (syntax) / -ERANGE (overflow).
- */
-static int parse_size(const char *s, uint64_t *ret)
-{
-	unsigned shift = 0;
-	uint64_t v = 0;
-	const char *p = s;
-
-	if (*p < '0' || *p > '9')
-		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-			return -ERANGE;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	switch (*p) {
-	case 'k':
-	case 'K':
-		shift = 10;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		break;
-	case 't':
-	case 'T':
-		shift = 40;
-		break;
-	case '\0':
-		break;
-	case 'b':
-	case 'B':
-		if (p[1] == '\0') {
-			*ret = v;
-			return 0;
-		}
-		return -EINVAL;
-	default:
-		return -EINVAL;
-	}
-	if (shift) {
-		p++;
-		if (*p == 'i' || *p == 'I')
-			p++;
-		if (*p == 'b' || *p == 'B')
-			p++;
-		if (*p != '\0' || (p[-1] == 'i' || p[-1] == 'I'))
-			return -EINVAL;
-	}
-	if (__builtin_mul_overflow(v, (uint64_t)1 << shift, &v))
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
 
 /* "1M", "64K", "1.5G": exact with the largest fitting unit, else one decimal. */
 static const char *fmt_size(uint64_t v, char *buf, size_t len)
@@ -826,7 +766,7 @@ static const char *opt_name(unsigned bit)
 static int size_opt(const char *name, const char *val, uint64_t *ret)
 {
 	uint64_t v = 0;
-	int r = parse_size(val, &v);
+	int r = kvfs_parse_size(val, &v);
 
 	/* sizes travel as signed 64-bit JSON integers; the service refuses more than 2^62 */
 	if (r == -ERANGE || (!r && v > KVFS_POOL_SIZE_MAX))
