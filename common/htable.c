@@ -66,6 +66,17 @@ static int resize(struct kvfs_htable *t, size_t nbuckets)
 	return 0;
 }
 
+int kvfs_htable_reserve(struct kvfs_htable *t, size_t n)
+{
+	size_t nb = 16;
+
+	while (nb < n)
+		nb *= 2;
+	if (t->buckets && t->mask + 1 >= nb)
+		return 0;
+	return resize(t, nb);
+}
+
 int kvfs_htable_insert(struct kvfs_htable *t, struct kvfs_hnode *n, uint64_t hash)
 {
 	size_t b;

@@ -41,6 +41,10 @@ uint64_t kvfs_hash_bytes(const void *p, size_t len);
 /* An empty table (no allocation yet). */
 void kvfs_htable_init(struct kvfs_htable *t);
 
+/* Make room for @n elements before the table grows (buckets: @n rounded up to a power of two).
+ * Returns 0 or -ENOMEM. After it, inserts cannot fail until @n elements are in. */
+int kvfs_htable_reserve(struct kvfs_htable *t, size_t n);
+
 /* Free the bucket array; the elements are the caller's. Accepts an empty table. */
 void kvfs_htable_fini(struct kvfs_htable *t);
 

@@ -2,9 +2,12 @@
 /*
  * util.c - see util.h.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -50,6 +53,63 @@ int64_t kvfs_now_ns(clockid_t clk)
 int64_t kvfs_now_ms(clockid_t clk)
 {
 	return kvfs_now_ns(clk) / 1000000;
+}
+
+int kvfs_parse_addr(const char *s, bool passive, struct sockaddr_storage *ret_sa,
+		    socklen_t *ret_len)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *ai;
+	char host[256];
+	const char *port, *end;
+	char *endp;
+	size_t hlen;
+	unsigned long pnum;
+
+	if (!s)
+		return -EINVAL;
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		s++;
+		port = end + 2;
+	} else {
+		end = strrchr(s, ':');
+		if (!end)
+			return -EINVAL;
+		port = end + 1;
+	}
+	hlen = (size_t)(end - s);
+	if (hlen >= sizeof(host) || !isdigit((unsigned char)*port))
+		return -EINVAL;
+	errno = 0;
+	pnum = strtoul(port, &endp, 10);
+	if (errno || *endp || pnum > 65535)
+		return -EINVAL;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	memset(ret_sa, 0, sizeof(*ret_sa));
+	if (passive && (!hlen || !strcmp(host, "*"))) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ret_sa;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)pnum);
+		*ret_len = sizeof(*in);
+		return 0;
+	}
+	if (passive)
+		hints.ai_flags |= AI_PASSIVE;
+	if (getaddrinfo(hlen ? host : NULL, port, &hints, &ai) != 0)
+		return -EINVAL;
+	if (ai->ai_addrlen > sizeof(*ret_sa)) {
+		freeaddrinfo(ai);
+		return -EINVAL;
+	}
+	memcpy(ret_sa, ai->ai_addr, ai->ai_addrlen);
+	*ret_len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
 }
 
 int kvfs_mkdir_p(const char *path, mode_t mode)

@@ -6,7 +6,9 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -20,6 +22,14 @@ int kvfs_parse_size(const char *s, uint64_t *ret);
 /* Now on @clk, in nanoseconds or milliseconds. */
 int64_t kvfs_now_ns(clockid_t clk);
 int64_t kvfs_now_ms(clockid_t clk);
+
+/*
+ * Parse "host:port" or "[v6]:port" (a host name is resolved, which may block; the port is a
+ * number, 0 allowed). @passive: an address to bind, where an empty host or "*" means any IPv4
+ * address. Returns 0 with the address and its length, or -EINVAL.
+ */
+int kvfs_parse_addr(const char *s, bool passive, struct sockaddr_storage *ret_sa,
+		    socklen_t *ret_len);
 
 /* mkdir -p: create @path and its missing parents with @mode. Returns 0 or a negative errno. */
 int kvfs_mkdir_p(const char *path, mode_t mode);

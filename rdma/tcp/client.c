@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "tcp_i.h"
+#include "util.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Peers */
@@ -47,6 +48,7 @@ static void peer_destroy(struct peer *p)
 		pthread_cond_destroy(&c->tx_cond);
 		pthread_cond_destroy(&c->cond);
 		pthread_mutex_destroy(&c->lock);
+		kvfs_htable_fini(&c->hash);
 	}
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -70,6 +72,10 @@ static int peer_create(struct tcp *t, uint32_t node, struct peer **ret_peer)
 		c->fd = -1;
 		c->next_id = 1;
 		c->txq_tail = &c->txq;
+		kvfs_htable_init(&c->hash);
+		r = kvfs_htable_reserve(&c->hash, HASH_BUCKETS);
+		if (r < 0)
+			goto err_free_table;
 		pthread_mutex_init(&c->lock, NULL);
 		pthread_cond_init(&c->cond, NULL);
 		pthread_cond_init(&c->tx_cond, NULL);
@@ -94,6 +100,8 @@ err_destroy_conn:
 	pthread_cond_destroy(&p->conns[i].tx_cond);
 	pthread_cond_destroy(&p->conns[i].cond);
 	pthread_mutex_destroy(&p->conns[i].lock);
+err_free_table:
+	kvfs_htable_fini(&p->conns[i].hash);
 	peer_destroy(p); /* the conns built so far */
 	return r;
 }
@@ -110,7 +118,7 @@ static int tcp_peer_set(void *priv, uint32_t node, uint32_t incarnation, const c
 
 	if (node == t->self_node)
 		return -EINVAL;
-	r = kvfs_tcp_parse_addr(addr, false, &sa, &salen);
+	r = kvfs_parse_addr(addr, false, &sa, &salen);
 	if (r < 0)
 		return r;
 

@@ -50,32 +50,29 @@ static void block_put(struct block *blk)
 		free(blk);
 }
 
-static struct entry **hash_slot(struct conn *c, uint64_t id)
-{
-	return &c->hash[(id * 0x9e3779b97f4a7c15ull) >> 54 & (HASH_BUCKETS - 1)];
-}
-
 static struct entry *hash_find(struct conn *c, uint64_t id)
 {
-	struct entry *e = *hash_slot(c, id);
+	uint64_t h = kvfs_hash_u64(id);
 
-	while (e && e->id != id)
-		e = e->h_next;
-	return e;
+	for (struct kvfs_hnode *n = kvfs_htable_first(&c->hash, h); n; n = kvfs_htable_next(n, h)) {
+		struct entry *e = kvfs_container_of(n, struct entry, hnode);
+
+		if (e->id == id)
+			return e;
+	}
+	return NULL;
 }
 
 /* Link a new entry into @c: id, hash, all, tail of the send queue. */
 static void entry_link_locked(struct conn *c, struct entry *e)
 {
-	struct entry **slot;
-
 	e->id = c->next_id++;
 	e->hdr.id = htole64(e->id);
 	e->state = E_QUEUED;
 	e->tx_off = 0;
-	slot = hash_slot(c, e->id);
-	e->h_next = *slot;
-	*slot = e;
+	/* cannot fail: the table has room for HASH_BUCKETS entries, and past that a failed
+	 * growth only lengthens its chains */
+	(void)kvfs_htable_insert(&c->hash, &e->hnode, kvfs_hash_u64(e->id));
 	e->prev = NULL;
 	e->next = c->all;
 	if (c->all)
@@ -89,11 +86,7 @@ static void entry_link_locked(struct conn *c, struct entry *e)
 /* Take @e out of the hash and the list of all (not the send queue). */
 static void entry_unlink_locked(struct conn *c, struct entry *e)
 {
-	struct entry **pp = hash_slot(c, e->id);
-
-	while (*pp != e)
-		pp = &(*pp)->h_next;
-	*pp = e->h_next;
+	kvfs_htable_remove(&c->hash, &e->hnode);
 	if (e->prev)
 		e->prev->next = e->next;
 	else

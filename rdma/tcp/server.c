@@ -25,6 +25,7 @@
 
 #include "pool.h"
 #include "tcp_i.h"
+#include "util.h"
 
 /* A server connection. */
 struct sconn {
@@ -285,7 +286,7 @@ int kvfs_tcp_server_start(struct tcp *t, const struct kvfs_xfer_config *cfg,
 	struct server *s;
 	int one = 1, r;
 
-	r = kvfs_tcp_parse_addr(cfg->listen_addr, true, &sa, &salen);
+	r = kvfs_parse_addr(cfg->listen_addr, true, &sa, &salen);
 	if (r < 0)
 		return r;
 	s = calloc(1, sizeof(*s));

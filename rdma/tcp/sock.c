@@ -19,56 +19,6 @@
 
 #include "tcp_i.h"
 
-/* Split "host:port" or "[v6]:port" and resolve it. @passive: for bind ("" or "*" = any). */
-int kvfs_tcp_parse_addr(const char *s, bool passive, struct sockaddr_storage *ret_sa,
-			socklen_t *ret_len)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *ai;
-	char host[256];
-	const char *port, *end;
-	char *endp;
-	size_t hlen;
-	unsigned long pnum;
-
-	if (!s)
-		return -EINVAL;
-	if (s[0] == '[') {
-		end = strchr(s, ']');
-		if (!end || end[1] != ':')
-			return -EINVAL;
-		s++;
-		port = end + 2;
-	} else {
-		end = strrchr(s, ':');
-		if (!end)
-			return -EINVAL;
-		port = end + 1;
-	}
-	hlen = (size_t)(end - s);
-	if (hlen >= sizeof(host) || !*port)
-		return -EINVAL;
-	errno = 0;
-	pnum = strtoul(port, &endp, 10);
-	if (errno || *endp || pnum > 65535)
-		return -EINVAL;
-	memcpy(host, s, hlen);
-	host[hlen] = '\0';
-	if (passive)
-		hints.ai_flags |= AI_PASSIVE;
-	if (getaddrinfo(hlen && strcmp(host, "*") ? host : NULL, port, &hints, &ai) != 0)
-		return -EINVAL;
-	if (ai->ai_addrlen > sizeof(*ret_sa)) {
-		freeaddrinfo(ai);
-		return -EINVAL;
-	}
-	memset(ret_sa, 0, sizeof(*ret_sa));
-	memcpy(ret_sa, ai->ai_addr, ai->ai_addrlen);
-	*ret_len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 void kvfs_tcp_format_addr(const struct sockaddr_storage *sa, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";

@@ -24,12 +24,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "htable.h"
 #include "wire.h"
 #include "xfer_i.h"
 
 #define DEFAULT_CONNS	     2
 #define MAX_CONNS	     16
-#define HASH_BUCKETS	     1024 /* per connection, entries by id */
+#define HASH_BUCKETS	     1024 /* per connection, entries by id (reserved at start) */
 #define TX_IOV		     64	  /* iovecs per sendmsg */
 #define CONNECT_TIMEOUT_MS   5000
 #define HANDSHAKE_TIMEOUT_MS 5000
@@ -61,7 +62,7 @@ struct entry {
 	uint64_t rx_mark;	   /* conn->rx_replies when fully sent, guarded by conn->lock */
 	struct kvfs_wire_req hdr;  /* in wire order */
 	struct entry *tx_next;	   /* send queue, or a private list while being failed */
-	struct entry *h_next;	   /* id hash chain, guarded by conn->lock */
+	struct kvfs_hnode hnode;   /* in conn->hash by id, guarded by conn->lock */
 	struct entry *prev, *next; /* conn->all, guarded by conn->lock */
 };
 
@@ -94,9 +95,9 @@ struct conn {
 	struct entry **txq_tail; /* its tail's next pointer, guarded by lock */
 	struct entry *all;	 /* every linked entry, guarded by lock */
 	struct entry *rx_active; /* the entry in E_RECV, guarded by lock */
-	struct entry *hash[HASH_BUCKETS]; /* entries by id, guarded by lock */
-	pthread_t rx_thread;		  /* the conn thread (kvfs_tcp_conn_main) */
-	pthread_t tx_thread;		  /* the sender thread (kvfs_tcp_sender_main) */
+	struct kvfs_htable hash; /* entries by id, guarded by lock */
+	pthread_t rx_thread;	 /* the conn thread (kvfs_tcp_conn_main) */
+	pthread_t tx_thread;	 /* the sender thread (kvfs_tcp_sender_main) */
 };
 
 /*
@@ -130,10 +131,6 @@ struct tcp {
 };
 
 /* sock.c */
-
-/* Split "host:port" or "[v6]:port" and resolve it. @passive: for bind ("" or "*" = any). */
-int kvfs_tcp_parse_addr(const char *s, bool passive, struct sockaddr_storage *ret_sa,
-			socklen_t *ret_len);
 /* "ip:port" or "[v6]:port" into @buf. */
 void kvfs_tcp_format_addr(const struct sockaddr_storage *sa, char *buf, size_t len);
 /* SO_RCVTIMEO / SO_SNDTIMEO in milliseconds; 0 = none. */

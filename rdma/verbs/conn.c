@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "verbs_i.h"
+#include "util.h"
 
 static void priv_fill(const struct verbs *v, const struct dev *d, struct cm_priv *ret)
 {
@@ -445,11 +446,12 @@ void *kvfs_verbs_cm_main(void *arg)
 int kvfs_verbs_listener_start(struct verbs *v, const char *addr)
 {
 	char host[INET6_ADDRSTRLEN];
+	socklen_t srclen;
 	struct dev *d;
 	uint16_t port;
 	int r;
 
-	r = kvfs_verbs_parse_addr(addr, &v->src);
+	r = kvfs_parse_addr(addr, true, &v->src, &srclen);
 	if (r < 0)
 		return r;
 	if (rdma_create_id(v->ech, &v->listen_id, NULL, RDMA_PS_TCP) < 0)

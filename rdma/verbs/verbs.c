@@ -17,6 +17,7 @@
 
 #include "pool.h"
 #include "verbs_i.h"
+#include "util.h"
 
 static uint64_t fnv1a(const char *s)
 {
@@ -27,58 +28,6 @@ static uint64_t fnv1a(const char *s)
 	for (; *s; s++)
 		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
 	return h ? h : 1;
-}
-
-/* "ip:port" or "[v6]:port" (a host name is resolved, may block). Port 0 is allowed. */
-int kvfs_verbs_parse_addr(const char *s, struct sockaddr_storage *ret_sa)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-	char host[256];
-	const char *colon, *h = s;
-	size_t hl;
-	char *end;
-	unsigned long port;
-
-	if (!s)
-		return -EINVAL;
-	colon = strrchr(s, ':');
-	if (!colon)
-		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[') {
-		if (hl < 2 || s[hl - 1] != ']')
-			return -EINVAL;
-		h = s + 1;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = 0;
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (errno || end == colon + 1 || *end || port > 65535)
-		return -EINVAL;
-	if (!hl || !strcmp(host, "*")) {
-		struct sockaddr_in *in = (struct sockaddr_in *)ret_sa;
-
-		memset(ret_sa, 0, sizeof(*ret_sa));
-		in->sin_family = AF_INET;
-		in->sin_port = htons((uint16_t)port);
-		return 0;
-	}
-	if (getaddrinfo(host, NULL, &hints, &ai) != 0)
-		return -EINVAL;
-	memset(ret_sa, 0, sizeof(*ret_sa));
-	memcpy(ret_sa, ai->ai_addr, ai->ai_addrlen);
-	freeaddrinfo(ai);
-	if (ret_sa->ss_family == AF_INET)
-		((struct sockaddr_in *)ret_sa)->sin_port = htons((uint16_t)port);
-	else if (ret_sa->ss_family == AF_INET6)
-		((struct sockaddr_in6 *)ret_sa)->sin6_port = htons((uint16_t)port);
-	else
-		return -EINVAL;
-	return 0;
 }
 
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -98,13 +47,14 @@ static int verbs_peer_set(void *priv, uint32_t node, uint32_t incarnation, const
 	struct verbs *v = priv;
 	struct done_list dl = {0};
 	struct sockaddr_storage sa;
+	socklen_t salen;
 	struct peer *p = *bpeer;
 	bool changed;
 	int r;
 
 	if (node == v->self_node)
 		return -EINVAL;
-	r = kvfs_verbs_parse_addr(addr, &sa);
+	r = kvfs_parse_addr(addr, false, &sa, &salen);
 	if (r < 0)
 		return r;
 

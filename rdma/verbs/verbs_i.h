@@ -270,8 +270,6 @@ struct done_list {
 /* verbs.c */
 
 /* "ip:port" or "[v6]:port" (a host name is resolved, may block). Port 0 is allowed. */
-int kvfs_verbs_parse_addr(const char *s, struct sockaddr_storage *ret_sa);
-
 /* device.c */
 
 /* Staging: first fit over units. Returns the first unit or -ENOSPC. */

@@ -80,6 +80,12 @@ START_TEST(table_basics)
 		ck_assert_int_eq(e[i].seen, (i == 0 || i == 5 || i == 11) ? 0 : 1);
 	kvfs_htable_fini(&t);
 	kvfs_htable_fini(&t); /* twice is fine */
+	/* reserve: the buckets are there before the first insert, and never shrink */
+	ck_assert_int_eq(kvfs_htable_reserve(&t, 1000), 0);
+	ck_assert_uint_eq(t.mask + 1, 1024);
+	ck_assert_int_eq(kvfs_htable_reserve(&t, 10), 0);
+	ck_assert_uint_eq(t.mask + 1, 1024);
+	kvfs_htable_fini(&t);
 }
 END_TEST
 
