@@ -369,7 +369,7 @@ static int h_node_leave(struct kvfs_meta *m, uint32_t node)
 	return r;
 }
 
-int kvfs_meta_http_node(struct kvfs_meta *m, struct kvfs_node_info *ret)
+static int h_node_self(struct kvfs_meta *m, struct kvfs_node_info *ret)
 {
 	struct http *h = hp(m);
 	int r = 0;
@@ -391,7 +391,7 @@ static int heartbeat(struct http *h, uint32_t *ret_alive, uint64_t *ret_epoch)
 	uint64_t alive = 0, epoch = 0;
 	int r;
 
-	r = kvfs_meta_http_node(&h->base, &me);
+	r = h_node_self(&h->base, &me);
 	if (r)
 		return r;
 	r = call(h, "/v1/node/heartbeat",
@@ -410,13 +410,13 @@ static int heartbeat(struct http *h, uint32_t *ret_alive, uint64_t *ret_epoch)
 	return r;
 }
 
-int kvfs_meta_http_heartbeat(struct kvfs_meta *m, uint32_t *ret_alive)
+static int h_heartbeat(struct kvfs_meta *m, uint32_t *ret_alive)
 {
 	return heartbeat(hp(m), ret_alive, NULL);
 }
 
-int kvfs_meta_http_nodes(struct kvfs_meta *m, bool alive_only, struct kvfs_node_info **ret_nodes,
-			 size_t *ret_n)
+static int h_node_list(struct kvfs_meta *m, bool alive_only, struct kvfs_node_info **ret_nodes,
+		       size_t *ret_n)
 {
 	struct kvfs_node_info *v;
 	json_t *resp = NULL, *arr;
@@ -446,8 +446,8 @@ int kvfs_meta_http_nodes(struct kvfs_meta *m, bool alive_only, struct kvfs_node_
 	return 0;
 }
 
-int kvfs_meta_http_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
-			      uint64_t *ret_free)
+static int h_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
+			uint64_t *ret_free)
 {
 	json_t *resp = NULL, *arr;
 	int r;
@@ -513,7 +513,7 @@ static void *hb_main(void *arg)
 			epoch = old_epoch + 1; /* fetch the peers again */
 		}
 		if (r == 0 && epoch != old_epoch && h->cfg.peers_changed &&
-		    kvfs_meta_http_nodes(&h->base, true, &peers, &np) == 0) {
+		    h_node_list(&h->base, true, &peers, &np) == 0) {
 			h->cfg.peers_changed(h->cfg.ctx, peers, np);
 			free(peers);
 		}
@@ -998,6 +998,10 @@ static const struct kvfs_meta_ops http_ops = {
 	.listxattr = h_listxattr,
 	.removexattr = h_removexattr,
 	.statfs = h_statfs,
+	.node_self = h_node_self,
+	.heartbeat = h_heartbeat,
+	.node_list = h_node_list,
+	.node_usage = h_node_usage,
 	.destroy = h_destroy,
 };
 
