@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body.h"
 #include "codec.h"
 #include "server.h"
 
