@@ -18,7 +18,6 @@
 
 #include "fs_i.h"
 #include "util.h"
-#include "meta_http.h"
 #include "pool.h"
 #include "xfer.h"
 
@@ -87,7 +86,7 @@ static json_t *stats_json(struct kvfs_fs *fs)
 		/* cluster mode: the service allocates in our arena; ask it what it holds here */
 		uint64_t cap, free_bytes;
 
-		if (kvfs_meta_http_node_usage(fs->meta, fs->node, &cap, &free_bytes) == 0) {
+		if (kvfs_meta_node_usage(fs->meta, fs->node, &cap, &free_bytes) == 0) {
 			ps.free = free_bytes;
 			ps.used = cap > free_bytes ? cap - free_bytes : 0;
 		}

@@ -585,7 +585,7 @@ static int refresh_peers(struct kvfs_fs *fs)
 {
 	struct kvfs_node_info *nodes = NULL;
 	size_t n = 0;
-	int r = kvfs_meta_http_nodes(fs->meta, true, &nodes, &n);
+	int r = kvfs_meta_node_list(fs->meta, true, &nodes, &n);
 
 	if (r == 0) {
 		on_peers_changed(fs, nodes, n);
@@ -943,7 +943,7 @@ int main(int argc, char **argv)
 				strerror(-kvfs_xfer_backend_status(fs.xfer, KVFS_XFER_VERBS)));
 		atomic_store(&fs.xfer_ready, true);
 		fs.refresh_peers = refresh_peers;
-		if (kvfs_meta_http_nodes(fs.meta, true, &nodes, &n) == 0) {
+		if (kvfs_meta_node_list(fs.meta, true, &nodes, &n) == 0) {
 			on_peers_changed(&fs, nodes, n);
 			free(nodes);
 		}

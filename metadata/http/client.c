@@ -310,7 +310,7 @@ static int attr_of(json_t *resp, struct kvfs_attr *ret)
 
 static void *hb_main(void *arg);
 
-static int h_node_register(struct kvfs_meta *m, struct kvfs_node_info *info)
+static int cl_node_register(struct kvfs_meta *m, struct kvfs_node_info *info)
 {
 	struct http *h = hp(m);
 	json_t *resp = NULL;
@@ -348,7 +348,7 @@ static int h_node_register(struct kvfs_meta *m, struct kvfs_node_info *info)
 	return 0;
 }
 
-static int h_node_leave(struct kvfs_meta *m, uint32_t node)
+static int cl_node_leave(struct kvfs_meta *m, uint32_t node)
 {
 	struct http *h = hp(m);
 	uint32_t inc = 0;
@@ -369,7 +369,7 @@ static int h_node_leave(struct kvfs_meta *m, uint32_t node)
 	return r;
 }
 
-int kvfs_meta_http_node(struct kvfs_meta *m, struct kvfs_node_info *ret)
+static int cl_node_self(struct kvfs_meta *m, struct kvfs_node_info *ret)
 {
 	struct http *h = hp(m);
 	int r = 0;
@@ -391,7 +391,7 @@ static int heartbeat(struct http *h, uint32_t *ret_alive, uint64_t *ret_epoch)
 	uint64_t alive = 0, epoch = 0;
 	int r;
 
-	r = kvfs_meta_http_node(&h->base, &me);
+	r = cl_node_self(&h->base, &me);
 	if (r)
 		return r;
 	r = call(h, "/v1/node/heartbeat",
@@ -410,13 +410,13 @@ static int heartbeat(struct http *h, uint32_t *ret_alive, uint64_t *ret_epoch)
 	return r;
 }
 
-int kvfs_meta_http_heartbeat(struct kvfs_meta *m, uint32_t *ret_alive)
+static int cl_heartbeat(struct kvfs_meta *m, uint32_t *ret_alive)
 {
 	return heartbeat(hp(m), ret_alive, NULL);
 }
 
-int kvfs_meta_http_nodes(struct kvfs_meta *m, bool alive_only, struct kvfs_node_info **ret_nodes,
-			 size_t *ret_n)
+static int cl_node_list(struct kvfs_meta *m, bool alive_only, struct kvfs_node_info **ret_nodes,
+			size_t *ret_n)
 {
 	struct kvfs_node_info *v;
 	json_t *resp = NULL, *arr;
@@ -446,8 +446,8 @@ int kvfs_meta_http_nodes(struct kvfs_meta *m, bool alive_only, struct kvfs_node_
 	return 0;
 }
 
-int kvfs_meta_http_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
-			      uint64_t *ret_free)
+static int cl_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
+			 uint64_t *ret_free)
 {
 	json_t *resp = NULL, *arr;
 	int r;
@@ -507,13 +507,13 @@ static void *hb_main(void *arg)
 			struct kvfs_node_info info = me;
 
 			info.incarnation = 0;
-			r = h_node_register(&h->base, &info);
+			r = cl_node_register(&h->base, &info);
 			if (r == 0 && h->cfg.reregistered)
 				h->cfg.reregistered(h->cfg.ctx, &info);
 			epoch = old_epoch + 1; /* fetch the peers again */
 		}
 		if (r == 0 && epoch != old_epoch && h->cfg.peers_changed &&
-		    kvfs_meta_http_nodes(&h->base, true, &peers, &np) == 0) {
+		    cl_node_list(&h->base, true, &peers, &np) == 0) {
 			h->cfg.peers_changed(h->cfg.ctx, peers, np);
 			free(peers);
 		}
@@ -527,7 +527,7 @@ static void *hb_main(void *arg)
 
 /* ---- pools ---- */
 
-static int h_pool_create(struct kvfs_meta *m, struct kvfs_pool_attr *attr)
+static int cl_pool_create(struct kvfs_meta *m, struct kvfs_pool_attr *attr)
 {
 	struct kvfs_pool_attr a;
 	json_t *resp = NULL;
@@ -548,7 +548,7 @@ static int h_pool_create(struct kvfs_meta *m, struct kvfs_pool_attr *attr)
 	return 0;
 }
 
-static int h_pool_list(struct kvfs_meta *m, struct kvfs_pool_attr **ret_pools, size_t *ret_n)
+static int cl_pool_list(struct kvfs_meta *m, struct kvfs_pool_attr **ret_pools, size_t *ret_n)
 {
 	struct kvfs_pool_attr *v;
 	json_t *resp = NULL, *arr;
@@ -578,7 +578,7 @@ static int h_pool_list(struct kvfs_meta *m, struct kvfs_pool_attr **ret_pools, s
 	return 0;
 }
 
-static int h_pool_get(struct kvfs_meta *m, uint32_t pool, struct kvfs_pool_attr *ret)
+static int cl_pool_get(struct kvfs_meta *m, uint32_t pool, struct kvfs_pool_attr *ret)
 {
 	struct kvfs_pool_attr a;
 	json_t *resp = NULL;
@@ -595,7 +595,7 @@ static int h_pool_get(struct kvfs_meta *m, uint32_t pool, struct kvfs_pool_attr 
 	return 0;
 }
 
-static int h_pool_drop(struct kvfs_meta *m, const char *name, bool force)
+static int cl_pool_drop(struct kvfs_meta *m, const char *name, bool force)
 {
 	return call(hp(m), "/v1/pool/drop", json_pack("{ss sb}", "name", name, "force", force),
 		    false, NULL);
@@ -603,8 +603,8 @@ static int h_pool_drop(struct kvfs_meta *m, const char *name, bool force)
 
 /* ---- namespace ---- */
 
-static int h_lookup(struct kvfs_meta *m, uint64_t parent, const char *name,
-		    struct kvfs_attr *ret_attr)
+static int cl_lookup(struct kvfs_meta *m, uint64_t parent, const char *name,
+		     struct kvfs_attr *ret_attr)
 {
 	json_t *resp = NULL;
 	int r;
@@ -614,7 +614,7 @@ static int h_lookup(struct kvfs_meta *m, uint64_t parent, const char *name,
 	return r ? r : attr_of(resp, ret_attr);
 }
 
-static int h_getattr(struct kvfs_meta *m, uint64_t ino, struct kvfs_attr *ret_attr)
+static int cl_getattr(struct kvfs_meta *m, uint64_t ino, struct kvfs_attr *ret_attr)
 {
 	json_t *resp = NULL;
 	int r = call(hp(m), "/v1/getattr", json_pack("{sI}", "ino", JI(ino)), true, &resp);
@@ -633,7 +633,7 @@ static int layout_of(json_t *resp, struct kvfs_layout **ret)
 	return r ? (r == -ENOMEM ? r : -EIO) : 0;
 }
 
-static int h_layout(struct kvfs_meta *m, uint64_t ino, struct kvfs_layout **ret_layout)
+static int cl_layout(struct kvfs_meta *m, uint64_t ino, struct kvfs_layout **ret_layout)
 {
 	json_t *resp = NULL;
 	int r = call(hp(m), "/v1/layout", json_pack("{sI}", "ino", JI(ino)), true, &resp);
@@ -641,8 +641,8 @@ static int h_layout(struct kvfs_meta *m, uint64_t ino, struct kvfs_layout **ret_
 	return r ? r : layout_of(resp, ret_layout);
 }
 
-static int h_create(struct kvfs_meta *m, uint64_t parent, const char *name, uint32_t mode,
-		    uint32_t uid, uint32_t gid, bool excl, struct kvfs_attr *ret_attr)
+static int cl_create(struct kvfs_meta *m, uint64_t parent, const char *name, uint32_t mode,
+		     uint32_t uid, uint32_t gid, bool excl, struct kvfs_attr *ret_attr)
 {
 	json_t *resp = NULL;
 	int r;
@@ -655,8 +655,8 @@ static int h_create(struct kvfs_meta *m, uint64_t parent, const char *name, uint
 	return r ? r : attr_of(resp, ret_attr);
 }
 
-static int h_mkdir(struct kvfs_meta *m, uint64_t parent, const char *name, uint32_t mode,
-		   uint32_t uid, uint32_t gid, struct kvfs_attr *ret_attr)
+static int cl_mkdir(struct kvfs_meta *m, uint64_t parent, const char *name, uint32_t mode,
+		    uint32_t uid, uint32_t gid, struct kvfs_attr *ret_attr)
 {
 	json_t *resp = NULL;
 	int r;
@@ -669,20 +669,20 @@ static int h_mkdir(struct kvfs_meta *m, uint64_t parent, const char *name, uint3
 	return r ? r : attr_of(resp, ret_attr);
 }
 
-static int h_unlink(struct kvfs_meta *m, uint64_t parent, const char *name)
+static int cl_unlink(struct kvfs_meta *m, uint64_t parent, const char *name)
 {
 	return call(hp(m), "/v1/unlink",
 		    named(json_pack("{sI}", "parent", JI(parent)), "name", name), false, NULL);
 }
 
-static int h_rmdir(struct kvfs_meta *m, uint64_t parent, const char *name)
+static int cl_rmdir(struct kvfs_meta *m, uint64_t parent, const char *name)
 {
 	return call(hp(m), "/v1/rmdir",
 		    named(json_pack("{sI}", "parent", JI(parent)), "name", name), false, NULL);
 }
 
-static int h_rename(struct kvfs_meta *m, uint64_t parent, const char *name, uint64_t newparent,
-		    const char *newname, unsigned flags)
+static int cl_rename(struct kvfs_meta *m, uint64_t parent, const char *name, uint64_t newparent,
+		     const char *newname, unsigned flags)
 {
 	return call(hp(m), "/v1/rename",
 		    named(named(json_pack("{sI sI sI}", "parent", JI(parent), "newparent",
@@ -692,8 +692,8 @@ static int h_rename(struct kvfs_meta *m, uint64_t parent, const char *name, uint
 		    false, NULL);
 }
 
-static int h_setattr(struct kvfs_meta *m, uint64_t ino, const struct kvfs_attr *attr,
-		     unsigned valid, struct kvfs_attr *ret_attr)
+static int cl_setattr(struct kvfs_meta *m, uint64_t ino, const struct kvfs_attr *attr,
+		      unsigned valid, struct kvfs_attr *ret_attr)
 {
 	json_t *resp = NULL;
 	int r;
@@ -705,8 +705,8 @@ static int h_setattr(struct kvfs_meta *m, uint64_t ino, const struct kvfs_attr *
 	return r ? r : attr_of(resp, ret_attr);
 }
 
-static int h_readdir(struct kvfs_meta *m, uint64_t dir, uint64_t cookie,
-		     struct kvfs_dirent *ret_ents, size_t max, size_t *ret_n)
+static int cl_readdir(struct kvfs_meta *m, uint64_t dir, uint64_t cookie,
+		      struct kvfs_dirent *ret_ents, size_t max, size_t *ret_n)
 {
 	json_t *resp = NULL, *arr;
 	size_t n;
@@ -737,8 +737,8 @@ static int h_readdir(struct kvfs_meta *m, uint64_t dir, uint64_t cookie,
 
 /* ---- data placement ---- */
 
-static int h_alloc(struct kvfs_meta *m, uint64_t ino, uint64_t first, uint32_t n,
-		   uint32_t prefer_node, struct kvfs_page_ref *ret_refs)
+static int cl_alloc(struct kvfs_meta *m, uint64_t ino, uint64_t first, uint32_t n,
+		    uint32_t prefer_node, struct kvfs_page_ref *ret_refs)
 {
 	json_t *resp = NULL, *arr;
 	int r;
@@ -759,8 +759,8 @@ static int h_alloc(struct kvfs_meta *m, uint64_t ino, uint64_t first, uint32_t n
 	return r;
 }
 
-static int h_commit(struct kvfs_meta *m, uint64_t ino, uint64_t size, int64_t mtime_ns,
-		    const struct kvfs_page_entry *pages, size_t n, struct kvfs_attr *ret_attr)
+static int cl_commit(struct kvfs_meta *m, uint64_t ino, uint64_t size, int64_t mtime_ns,
+		     const struct kvfs_page_entry *pages, size_t n, struct kvfs_attr *ret_attr)
 {
 	json_t *resp = NULL;
 	int r;
@@ -772,7 +772,7 @@ static int h_commit(struct kvfs_meta *m, uint64_t ino, uint64_t size, int64_t mt
 	return r ? r : attr_of(resp, ret_attr);
 }
 
-static int h_abort(struct kvfs_meta *m, uint64_t ino, const struct kvfs_page_ref *refs, size_t n)
+static int cl_abort(struct kvfs_meta *m, uint64_t ino, const struct kvfs_page_ref *refs, size_t n)
 {
 	json_t *arr = json_array();
 
@@ -789,8 +789,8 @@ static int h_abort(struct kvfs_meta *m, uint64_t ino, const struct kvfs_page_ref
 
 /* ---- leases ---- */
 
-static int h_open(struct kvfs_meta *m, uint64_t ino, uint32_t node, uint64_t *ret_lease,
-		  struct kvfs_layout **ret_layout)
+static int cl_open(struct kvfs_meta *m, uint64_t ino, uint32_t node, uint64_t *ret_lease,
+		   struct kvfs_layout **ret_layout)
 {
 	json_t *resp = NULL;
 	uint64_t lease = 0;
@@ -810,7 +810,7 @@ static int h_open(struct kvfs_meta *m, uint64_t ino, uint32_t node, uint64_t *re
 	return r;
 }
 
-static int h_close(struct kvfs_meta *m, uint64_t ino, uint64_t lease)
+static int cl_close(struct kvfs_meta *m, uint64_t ino, uint64_t lease)
 {
 	int r = call(hp(m), "/v1/close", json_pack("{sI sI}", "ino", JI(ino), "lease", JI(lease)),
 		     true, NULL);
@@ -822,8 +822,8 @@ static int h_close(struct kvfs_meta *m, uint64_t ino, uint64_t lease)
 
 /* ---- xattrs ---- */
 
-static int h_setxattr(struct kvfs_meta *m, uint64_t ino, const char *name, const void *value,
-		      size_t len, int flags)
+static int cl_setxattr(struct kvfs_meta *m, uint64_t ino, const char *name, const void *value,
+		       size_t len, int flags)
 {
 	char *enc = kvfs_meta_b64_encode(value, len);
 	int r;
@@ -838,8 +838,8 @@ static int h_setxattr(struct kvfs_meta *m, uint64_t ino, const char *name, const
 	return r;
 }
 
-static int h_getxattr(struct kvfs_meta *m, uint64_t ino, const char *name, void *buf, size_t size,
-		      size_t *ret_len)
+static int cl_getxattr(struct kvfs_meta *m, uint64_t ino, const char *name, void *buf, size_t size,
+		       size_t *ret_len)
 {
 	json_t *resp = NULL, *v;
 	void *val = NULL;
@@ -893,7 +893,7 @@ static int xattr_names(const json_t *arr, bool hex, char *buf, size_t *off)
 	return 0;
 }
 
-static int h_listxattr(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size, size_t *ret_len)
+static int cl_listxattr(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size, size_t *ret_len)
 {
 	json_t *resp = NULL, *arr, *hex;
 	size_t need = 0, off = 0;
@@ -919,13 +919,13 @@ static int h_listxattr(struct kvfs_meta *m, uint64_t ino, char *buf, size_t size
 	return r;
 }
 
-static int h_removexattr(struct kvfs_meta *m, uint64_t ino, const char *name)
+static int cl_removexattr(struct kvfs_meta *m, uint64_t ino, const char *name)
 {
 	return call(hp(m), "/v1/xattr/remove",
 		    named(json_pack("{sI}", "ino", JI(ino)), "name", name), false, NULL);
 }
 
-static int h_statfs(struct kvfs_meta *m, uint64_t ino, struct kvfs_statfs *ret)
+static int cl_statfs(struct kvfs_meta *m, uint64_t ino, struct kvfs_statfs *ret)
 {
 	struct kvfs_statfs sf;
 	json_t *resp = NULL;
@@ -942,7 +942,7 @@ static int h_statfs(struct kvfs_meta *m, uint64_t ino, struct kvfs_statfs *ret)
 	return 0;
 }
 
-static void h_destroy(struct kvfs_meta *m)
+static void cl_destroy(struct kvfs_meta *m)
 {
 	struct http *h = hp(m);
 	bool join;
@@ -972,33 +972,37 @@ static void h_destroy(struct kvfs_meta *m)
 
 static const struct kvfs_meta_ops http_ops = {
 	.name = "http",
-	.node_register = h_node_register,
-	.node_leave = h_node_leave,
-	.pool_create = h_pool_create,
-	.pool_list = h_pool_list,
-	.pool_get = h_pool_get,
-	.pool_drop = h_pool_drop,
-	.lookup = h_lookup,
-	.getattr = h_getattr,
-	.layout = h_layout,
-	.create = h_create,
-	.mkdir = h_mkdir,
-	.unlink = h_unlink,
-	.rmdir = h_rmdir,
-	.rename = h_rename,
-	.setattr = h_setattr,
-	.readdir = h_readdir,
-	.alloc = h_alloc,
-	.commit = h_commit,
-	.abort = h_abort,
-	.open = h_open,
-	.close = h_close,
-	.setxattr = h_setxattr,
-	.getxattr = h_getxattr,
-	.listxattr = h_listxattr,
-	.removexattr = h_removexattr,
-	.statfs = h_statfs,
-	.destroy = h_destroy,
+	.node_register = cl_node_register,
+	.node_leave = cl_node_leave,
+	.pool_create = cl_pool_create,
+	.pool_list = cl_pool_list,
+	.pool_get = cl_pool_get,
+	.pool_drop = cl_pool_drop,
+	.lookup = cl_lookup,
+	.getattr = cl_getattr,
+	.layout = cl_layout,
+	.create = cl_create,
+	.mkdir = cl_mkdir,
+	.unlink = cl_unlink,
+	.rmdir = cl_rmdir,
+	.rename = cl_rename,
+	.setattr = cl_setattr,
+	.readdir = cl_readdir,
+	.alloc = cl_alloc,
+	.commit = cl_commit,
+	.abort = cl_abort,
+	.open = cl_open,
+	.close = cl_close,
+	.setxattr = cl_setxattr,
+	.getxattr = cl_getxattr,
+	.listxattr = cl_listxattr,
+	.removexattr = cl_removexattr,
+	.statfs = cl_statfs,
+	.node_self = cl_node_self,
+	.heartbeat = cl_heartbeat,
+	.node_list = cl_node_list,
+	.node_usage = cl_node_usage,
+	.destroy = cl_destroy,
 };
 
 int kvfs_meta_http_create(const struct kvfs_meta_http_config *cfg, struct kvfs_meta **ret)

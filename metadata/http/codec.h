@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * codec.h - JSON <-> the structs of meta.h and the 3FS request bodies, for kvfs-meta's HTTP
- * server and client (jansson). The wire format is docs/API.md.
+ * codec.h - JSON <-> the structs of meta.h, for kvfs-meta's HTTP server and client (jansson),
+ * and the field helpers the 3FS routes (metadata/hf3fs/body.h) decode their bodies with. The
+ * wire format is docs/API.md.
  *
  * Decoding is strict: a body that is not JSON, a field of the wrong type or a missing required
  * field is -EPROTO; a value outside its range (negative, too large for the field, a name too
@@ -13,8 +14,7 @@
  * json_int_t is int64_t); nanosecond times are signed.
  *
  * Encoders return a new reference, or NULL when out of memory. Decoders borrow their input and
- * write their ret_* only on success. No function keeps a pointer to its arguments, except the
- * 3FS key decoders, whose keys point into the json_t (valid while it lives). Thread-safe.
+ * write their ret_* only on success. No function keeps a pointer to its arguments. Thread-safe.
  */
 #pragma once
 
@@ -23,7 +23,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hf3fs.h"
 #include "meta.h"
 
 struct kvfs_meta_json_error {
@@ -35,6 +34,10 @@ struct kvfs_meta_json_error {
 int kvfs_meta_json_parse(const char *buf, size_t len, json_t **ret,
 			 struct kvfs_meta_json_error *err);
 
+/* Field @name of @obj, borrowed; JSON null counts as missing. -EPROTO when @obj is not an
+ * object or a required field is missing; a missing optional field gives *ret = NULL. */
+int kvfs_meta_json_field(const json_t *obj, const char *name, bool required, json_t **ret,
+			 struct kvfs_meta_json_error *err);
 /* Fields of an object. A missing optional field leaves *ret at @def. */
 int kvfs_meta_json_u64(const json_t *obj, const char *field, bool required, uint64_t def,
 		       uint64_t *ret, struct kvfs_meta_json_error *err);
@@ -139,61 +142,8 @@ json_t *kvfs_meta_json_from_node(const struct kvfs_node_info *n);
 int kvfs_meta_json_to_node(const json_t *j, struct kvfs_node_info *ret,
 			   struct kvfs_meta_json_error *err);
 
-/*
- * 3FS request bodies. "namespace" is optional (NULL when missing, meaning "kv"); the returned
- * pointer is into @req. Each key array is malloc'd by the decoder (free() it) and points into
- * @req's strings. @max bounds the array length (-EINVAL beyond).
- */
-int kvfs_meta_json_3fs_namespace(const json_t *req, const char **ret_ns,
-				 struct kvfs_meta_json_error *err);
-/* {"keys": ["k", ...]} (exists, delete_keys, get_page_indices) */
-int kvfs_meta_json_3fs_keys(const json_t *req, size_t max, struct kvfs_meta_hf3fs_key **ret,
-			    size_t *ret_n, struct kvfs_meta_json_error *err);
-/* {"keys": [["k", "prefix"], ...]} (reserve_and_allocate_page_indices). The prefix key must be
- * a string or null and is otherwise unused. */
-int kvfs_meta_json_3fs_key_pairs(const json_t *req, size_t max, struct kvfs_meta_hf3fs_key **ret,
-				 size_t *ret_n, struct kvfs_meta_json_error *err);
-/* {"written_keys_to_confirm": [["k", index], ...], "pages_to_release": [index, ...]}, both
- * optional (empty). */
-int kvfs_meta_json_3fs_confirm(const json_t *req, size_t max,
-			       struct kvfs_meta_hf3fs_confirm **ret_confirms, size_t *ret_nc,
-			       int64_t **ret_release, size_t *ret_nr,
-			       struct kvfs_meta_json_error *err);
-
 /* Base64 (RFC 4648, padded) for xattr values. encode returns a malloc'd NUL-terminated string
  * or NULL when out of memory; decode returns 0 and a malloc'd *ret (free it) of *ret_len bytes,
  * -EINVAL for bad input, -ENOMEM. */
 char *kvfs_meta_b64_encode(const void *buf, size_t len);
 int kvfs_meta_b64_decode(const char *s, size_t len, void **ret, size_t *ret_len);
-
-/*
- * The fast path for the hot 3FS bodies (fastparse.c): one pass over the raw body, keys as
- * (pointer, length) into @body, no per-key allocation. It accepts a strict subset of what the
- * jansson decoders above accept, with the same meaning: ASCII strings without escapes, integers
- * without fraction or exponent, only the route's fields ("namespace" plus "keys", or
- * "written_keys_to_confirm" and "pages_to_release"), each at most once, keys of at most
- * KVFS_META_HF3FS_KEY_MAX bytes, at most @max items per array. Returns 0 and fills *ret (free
- * with kvfs_meta_fast_3fs_free(); @body must outlive it), or -EAGAIN for anything else -
- * malformed bodies included - after which the caller decodes with jansson, which accepts the
- * body or reports the precise error. Never reads beyond @len; @body need not be NUL-terminated.
- */
-enum kvfs_meta_3fs_shape {
-	KVFS_META_3FS_KEYS,	 /* {"keys": ["k", ...]} */
-	KVFS_META_3FS_KEY_PAIRS, /* {"keys": [["k", "prefix" | null], ...]} */
-	KVFS_META_3FS_CONFIRM,	 /* {"written_keys_to_confirm": [...], "pages_to_release": [...]} */
-};
-
-struct kvfs_meta_3fs_body {
-	char ns[KVFS_META_HF3FS_NS_MAX + 1];
-	bool has_ns; /* false: no "namespace" (or null), meaning "kv" */
-	struct kvfs_meta_hf3fs_key *keys;
-	size_t nkeys;
-	struct kvfs_meta_hf3fs_confirm *confirms;
-	size_t nconfirms;
-	int64_t *release;
-	size_t nrelease;
-};
-
-int kvfs_meta_fast_3fs(const char *body, size_t len, enum kvfs_meta_3fs_shape shape, size_t max,
-		       struct kvfs_meta_3fs_body *ret);
-void kvfs_meta_fast_3fs_free(struct kvfs_meta_3fs_body *b);

@@ -16,6 +16,7 @@
 
 #include "hf3fs.h"
 #include "native.h"
+#include "routes.h"
 #include "server.h"
 #include "state.h"
 
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
 					      .reserve_ttl_ms = KVFS_META_HF3FS_RESERVE_TTL_MS};
 	struct kvfs_meta_server_config scfg = {.listen = "127.0.0.1:9300"};
 	struct kvfs_meta_hf3fs *h = NULL;
+	struct kvfs_meta_3fs_ctx hctx = {0};
 	struct kvfs_meta_server *srv = NULL;
 	struct kvfs_meta_native_config ncfg = {0};
 	struct kvfs_meta_native *native = NULL;
@@ -169,7 +171,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	/* undocumented switch for before/after measurements of the fast 3FS parser */
-	scfg.no_fast_parse = getenv("KVFS_META_NO_FAST_PARSE") != NULL;
+	hctx.no_fast_parse = getenv("KVFS_META_NO_FAST_PARSE") != NULL;
 	signal(SIGPIPE, SIG_IGN);
 
 	r = kvfs_meta_hf3fs_open(&hcfg, &h);
@@ -177,7 +179,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvfs-meta: open store %s: %s\n", hcfg.dir, strerror(-r));
 		goto out;
 	}
-	scfg.hf3fs = h;
+	hctx.store = h;
+	scfg.routes = &kvfs_meta_3fs_routes;
+	scfg.routes_ctx = &hctx;
 	if (asprintf(&native_dir, "%s/native", hcfg.dir) < 0) {
 		native_dir = NULL;
 		r = -ENOMEM;

@@ -266,8 +266,8 @@ static json_t *node_json(const struct meta_state_node *nd)
 
 /* ---- membership ---- */
 
-static int h_node_register(void *ctx, const json_t *req, json_t **ret,
-			   struct kvfs_meta_json_error *err)
+static int route_node_register(void *ctx, const json_t *req, json_t **ret,
+			       struct kvfs_meta_json_error *err)
 {
 	struct kvfs_meta_native *n = ctx;
 	struct meta_state_node *nodes = NULL;
@@ -313,8 +313,8 @@ static int h_node_register(void *ctx, const json_t *req, json_t **ret,
 	return oom(err);
 }
 
-static int h_node_heartbeat(void *ctx, const json_t *req, json_t **ret,
-			    struct kvfs_meta_json_error *err)
+static int route_node_heartbeat(void *ctx, const json_t *req, json_t **ret,
+				struct kvfs_meta_json_error *err)
 {
 	struct kvfs_meta_native *n = ctx;
 	struct member *m;
@@ -348,8 +348,8 @@ static int h_node_heartbeat(void *ctx, const json_t *req, json_t **ret,
 	return answer(json_pack("{sI sI}", "alive", JI(alive), "epoch", JI(epoch)), ret, err);
 }
 
-static int h_node_leave(void *ctx, const json_t *req, json_t **ret,
-			struct kvfs_meta_json_error *err)
+static int route_node_leave(void *ctx, const json_t *req, json_t **ret,
+			    struct kvfs_meta_json_error *err)
 {
 	struct kvfs_meta_native *n = ctx;
 	uint32_t id, inc;
@@ -369,7 +369,8 @@ static int h_node_leave(void *ctx, const json_t *req, json_t **ret,
 	return r;
 }
 
-static int h_node_list(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_node_list(void *ctx, const json_t *req, json_t **ret,
+			   struct kvfs_meta_json_error *err)
 {
 	struct kvfs_meta_native *n = ctx;
 	struct meta_state_node *nodes = NULL;
@@ -403,8 +404,8 @@ static int h_node_list(void *ctx, const json_t *req, json_t **ret, struct kvfs_m
 
 /* ---- pools ---- */
 
-static int h_pool_create(void *ctx, const json_t *req, json_t **ret,
-			 struct kvfs_meta_json_error *err)
+static int route_pool_create(void *ctx, const json_t *req, json_t **ret,
+			     struct kvfs_meta_json_error *err)
 {
 	struct kvfs_pool_attr a;
 	int r = kvfs_meta_json_to_pool(req, true, &a, err);
@@ -418,7 +419,8 @@ static int h_pool_create(void *ctx, const json_t *req, json_t **ret,
 	return answer(kvfs_meta_json_from_pool(&a), ret, err);
 }
 
-static int h_pool_list(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_pool_list(void *ctx, const json_t *req, json_t **ret,
+			   struct kvfs_meta_json_error *err)
 {
 	struct kvfs_pool_attr *pools = NULL;
 	size_t np = 0;
@@ -439,7 +441,8 @@ static int h_pool_list(void *ctx, const json_t *req, json_t **ret, struct kvfs_m
 	return answer(json_pack("{so}", "pools", arr), ret, err);
 }
 
-static int h_pool_get(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_pool_get(void *ctx, const json_t *req, json_t **ret,
+			  struct kvfs_meta_json_error *err)
 {
 	struct kvfs_pool_attr a;
 	uint32_t id;
@@ -451,7 +454,8 @@ static int h_pool_get(void *ctx, const json_t *req, json_t **ret, struct kvfs_me
 	return answer(kvfs_meta_json_from_pool(&a), ret, err);
 }
 
-static int h_pool_drop(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_pool_drop(void *ctx, const json_t *req, json_t **ret,
+			   struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_POOL_NAME_MAX + 1];
 	bool force;
@@ -478,7 +482,8 @@ static int parent_name(const json_t *req, uint64_t *parent, char *name,
 	return 0;
 }
 
-static int h_lookup(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_lookup(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	struct kvfs_attr a;
@@ -523,8 +528,8 @@ static json_t *lookup_item(struct meta_state *s, const json_t *item, bool layout
 	return json_pack("{so}", "attr", kvfs_meta_json_from_attr(&a));
 }
 
-static int h_lookup_batch(void *ctx, const json_t *req, json_t **ret,
-			  struct kvfs_meta_json_error *err)
+static int route_lookup_batch(void *ctx, const json_t *req, json_t **ret,
+			      struct kvfs_meta_json_error *err)
 {
 	json_t *items = NULL, *res;
 	bool layout;
@@ -545,7 +550,8 @@ static int h_lookup_batch(void *ctx, const json_t *req, json_t **ret,
 	return answer(json_pack("{so}", "results", res), ret, err);
 }
 
-static int h_getattr(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_getattr(void *ctx, const json_t *req, json_t **ret,
+			 struct kvfs_meta_json_error *err)
 {
 	struct kvfs_attr a;
 	uint64_t ino;
@@ -557,8 +563,8 @@ static int h_getattr(void *ctx, const json_t *req, json_t **ret, struct kvfs_met
 	return answer_attr(&a, ret, err);
 }
 
-static int h_getattr_batch(void *ctx, const json_t *req, json_t **ret,
-			   struct kvfs_meta_json_error *err)
+static int route_getattr_batch(void *ctx, const json_t *req, json_t **ret,
+			       struct kvfs_meta_json_error *err)
 {
 	json_t *inos = NULL, *res;
 	int r = kvfs_meta_json_array(req, "inos", true, BATCH_MAX, &inos, err);
@@ -592,7 +598,8 @@ static int h_getattr_batch(void *ctx, const json_t *req, json_t **ret,
 	return answer(json_pack("{so}", "results", res), ret, err);
 }
 
-static int h_layout(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_layout(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	struct kvfs_layout *l;
 	uint64_t ino;
@@ -636,7 +643,8 @@ static int exists_of(struct meta_state *s, uint64_t parent, const json_t *names,
 	return 0;
 }
 
-static int h_exists(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_exists(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	json_t *names = NULL, *hex = NULL, *res = NULL, *res_hex = NULL;
 	uint64_t parent;
@@ -669,7 +677,8 @@ err_free:
 	return r;
 }
 
-static int h_readdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_readdir(void *ctx, const json_t *req, json_t **ret,
+			 struct kvfs_meta_json_error *err)
 {
 	struct kvfs_dirent *ents;
 	uint64_t dir, cookie;
@@ -706,7 +715,8 @@ static int h_readdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_met
 	return answer(json_pack("{so}", "entries", arr), ret, err);
 }
 
-static int h_statfs(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_statfs(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	struct kvfs_statfs sf;
 	uint64_t ino;
@@ -720,7 +730,8 @@ static int h_statfs(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta
 
 /* ---- namespace changes ---- */
 
-static int h_create(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_create(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	uint32_t mode, uid, gid;
@@ -739,7 +750,7 @@ static int h_create(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta
 	return answer_attr(&a, ret, err);
 }
 
-static int h_mkdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_mkdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	uint32_t mode, uid, gid;
@@ -756,7 +767,8 @@ static int h_mkdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_
 	return answer_attr(&a, ret, err);
 }
 
-static int h_unlink(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_unlink(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	uint64_t parent;
@@ -765,7 +777,7 @@ static int h_unlink(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta
 	return r ? r : meta_state_unlink(st(ctx), parent, name);
 }
 
-static int h_rmdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_rmdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	uint64_t parent;
@@ -774,7 +786,8 @@ static int h_rmdir(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_
 	return r ? r : meta_state_rmdir(st(ctx), parent, name);
 }
 
-static int h_rename(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_rename(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1], newname[KVFS_NAME_MAX + 1];
 	uint64_t parent, newparent;
@@ -791,7 +804,8 @@ static int h_rename(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta
 	return meta_state_rename(st(ctx), parent, name, newparent, newname, flags);
 }
 
-static int h_setattr(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_setattr(void *ctx, const json_t *req, json_t **ret,
+			 struct kvfs_meta_json_error *err)
 {
 	struct kvfs_attr in = {0}, a;
 	json_t *aj = NULL;
@@ -813,7 +827,7 @@ static int h_setattr(void *ctx, const json_t *req, json_t **ret, struct kvfs_met
 
 /* ---- data placement ---- */
 
-static int h_alloc(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_alloc(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
 {
 	struct kvfs_page_ref *refs;
 	uint64_t ino, first;
@@ -848,7 +862,8 @@ static int h_alloc(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_
 	return answer(json_pack("{so}", "refs", arr), ret, err);
 }
 
-static int h_commit(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_commit(void *ctx, const json_t *req, json_t **ret,
+			struct kvfs_meta_json_error *err)
 {
 	struct kvfs_page_entry *pages = NULL;
 	struct kvfs_attr a;
@@ -872,7 +887,7 @@ static int h_commit(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta
 	return answer_attr(&a, ret, err);
 }
 
-static int h_abort(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_abort(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
 {
 	struct kvfs_page_ref *refs;
 	json_t *arr = NULL;
@@ -901,7 +916,7 @@ static int h_abort(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_
 
 /* ---- leases ---- */
 
-static int h_open(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_open(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
 {
 	struct kvfs_layout *l;
 	uint64_t ino, lease;
@@ -927,7 +942,7 @@ static int h_open(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_j
 	return 0;
 }
 
-static int h_close(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_close(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
 {
 	uint64_t ino, lease;
 	int r;
@@ -950,7 +965,8 @@ static int ino_xname(const json_t *req, uint64_t *ino, char *name, struct kvfs_m
 	return 0;
 }
 
-static int h_xattr_set(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_xattr_set(void *ctx, const json_t *req, json_t **ret,
+			   struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	const json_t *v;
@@ -974,7 +990,8 @@ static int h_xattr_set(void *ctx, const json_t *req, json_t **ret, struct kvfs_m
 	return r;
 }
 
-static int h_xattr_get(void *ctx, const json_t *req, json_t **ret, struct kvfs_meta_json_error *err)
+static int route_xattr_get(void *ctx, const json_t *req, json_t **ret,
+			   struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	char *buf, *enc;
@@ -1000,8 +1017,8 @@ static int h_xattr_get(void *ctx, const json_t *req, json_t **ret, struct kvfs_m
 	return r;
 }
 
-static int h_xattr_list(void *ctx, const json_t *req, json_t **ret,
-			struct kvfs_meta_json_error *err)
+static int route_xattr_list(void *ctx, const json_t *req, json_t **ret,
+			    struct kvfs_meta_json_error *err)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -1046,8 +1063,8 @@ static int h_xattr_list(void *ctx, const json_t *req, json_t **ret,
 	return answer(json_pack("{so}", "names", arr), ret, err);
 }
 
-static int h_xattr_remove(void *ctx, const json_t *req, json_t **ret,
-			  struct kvfs_meta_json_error *err)
+static int route_xattr_remove(void *ctx, const json_t *req, json_t **ret,
+			      struct kvfs_meta_json_error *err)
 {
 	char name[KVFS_NAME_MAX + 1];
 	uint64_t ino;
@@ -1198,43 +1215,43 @@ int kvfs_meta_native_metrics(void *ctx, char **ret_text, size_t *ret_len)
 
 const struct kvfs_meta_route kvfs_meta_native_routes[] = {
 	/* membership */
-	{"/v1/node/register", true, h_node_register},
-	{"/v1/node/heartbeat", true, h_node_heartbeat},
-	{"/v1/node/leave", true, h_node_leave},
-	{"/v1/node/list", false, h_node_list},
+	{"/v1/node/register", true, route_node_register},
+	{"/v1/node/heartbeat", true, route_node_heartbeat},
+	{"/v1/node/leave", true, route_node_leave},
+	{"/v1/node/list", false, route_node_list},
 	/* pools */
-	{"/v1/pool/create", true, h_pool_create},
-	{"/v1/pool/list", false, h_pool_list},
-	{"/v1/pool/get", false, h_pool_get},
-	{"/v1/pool/drop", true, h_pool_drop},
+	{"/v1/pool/create", true, route_pool_create},
+	{"/v1/pool/list", false, route_pool_list},
+	{"/v1/pool/get", false, route_pool_get},
+	{"/v1/pool/drop", true, route_pool_drop},
 	/* namespace reads, single and batch */
-	{"/v1/lookup", false, h_lookup},
-	{"/v1/lookup_batch", false, h_lookup_batch},
-	{"/v1/getattr", false, h_getattr},
-	{"/v1/getattr_batch", false, h_getattr_batch},
-	{"/v1/layout", false, h_layout},
-	{"/v1/exists", false, h_exists},
-	{"/v1/readdir", false, h_readdir},
-	{"/v1/statfs", false, h_statfs},
+	{"/v1/lookup", false, route_lookup},
+	{"/v1/lookup_batch", false, route_lookup_batch},
+	{"/v1/getattr", false, route_getattr},
+	{"/v1/getattr_batch", false, route_getattr_batch},
+	{"/v1/layout", false, route_layout},
+	{"/v1/exists", false, route_exists},
+	{"/v1/readdir", false, route_readdir},
+	{"/v1/statfs", false, route_statfs},
 	/* namespace changes */
-	{"/v1/create", true, h_create},
-	{"/v1/mkdir", true, h_mkdir},
-	{"/v1/unlink", true, h_unlink},
-	{"/v1/rmdir", true, h_rmdir},
-	{"/v1/rename", true, h_rename},
-	{"/v1/setattr", true, h_setattr},
+	{"/v1/create", true, route_create},
+	{"/v1/mkdir", true, route_mkdir},
+	{"/v1/unlink", true, route_unlink},
+	{"/v1/rmdir", true, route_rmdir},
+	{"/v1/rename", true, route_rename},
+	{"/v1/setattr", true, route_setattr},
 	/* data placement */
-	{"/v1/alloc", true, h_alloc},
-	{"/v1/commit", true, h_commit},
-	{"/v1/abort", true, h_abort},
+	{"/v1/alloc", true, route_alloc},
+	{"/v1/commit", true, route_commit},
+	{"/v1/abort", true, route_abort},
 	/* leases */
-	{"/v1/open", true, h_open},
-	{"/v1/close", true, h_close},
+	{"/v1/open", true, route_open},
+	{"/v1/close", true, route_close},
 	/* xattrs */
-	{"/v1/xattr/set", true, h_xattr_set},
-	{"/v1/xattr/get", false, h_xattr_get},
-	{"/v1/xattr/list", false, h_xattr_list},
-	{"/v1/xattr/remove", true, h_xattr_remove},
+	{"/v1/xattr/set", true, route_xattr_set},
+	{"/v1/xattr/get", false, route_xattr_get},
+	{"/v1/xattr/list", false, route_xattr_list},
+	{"/v1/xattr/remove", true, route_xattr_remove},
 };
 
 const size_t kvfs_meta_native_nroutes =

@@ -8,7 +8,8 @@
  * and queue one response. on_completed() frees the per-request state and records the metrics.
  *
  * Errors are answered as {"error": "...", "errno": N} with the status of kvfs_meta_http_status().
- * The 3FS hot paths write their JSON answers by hand (no intermediate tree).
+ * A route set (the 3FS routes, metadata/hf3fs/) gets the raw body and writes its answer
+ * itself; this file only resolves, checks and sends.
  *
  * Metrics are per route: request counts by status class and a latency histogram, all relaxed
  * atomics (no lock on the request path).
@@ -27,37 +28,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hf3fs.h"
+#include "sbuf.h"
 #include "server.h"
 
-#define MAX_BATCH (1u << 20) /* array items per request */
-
+/*
+ * Route ids: the route set's own 0 .. nset - 1 first, then the fixed ones (healthz, metrics,
+ * unknown) from s->nset on, then the native table from s->nset + F_NATIVE on.
+ */
 enum {
-	R_3FS_INITIALIZE,
-	R_3FS_EXISTS,
-	R_3FS_RESERVE,
-	R_3FS_CONFIRM,
-	R_3FS_DELETE,
-	R_3FS_CLEAR,
-	R_3FS_GET,
-	R_HEALTHZ,
-	R_METRICS,
-	R_UNKNOWN,
-	R_NATIVE, /* + index in the native table */
-};
-
-static const struct {
-	const char *name;
-	bool mutating;
-} hf3fs_routes[] = {
-	[R_3FS_INITIALIZE] = {"initialize", true},
-	[R_3FS_EXISTS] = {"exists", false},
-	[R_3FS_RESERVE] = {"reserve_and_allocate_page_indices", true},
-	[R_3FS_CONFIRM] = {"confirm_write", true},
-	[R_3FS_DELETE] = {"delete_keys", true},
-	[R_3FS_CLEAR] = {"clear", true},
-	/* takes a lease and counts a use, but changes nothing a client can see: a read */
-	[R_3FS_GET] = {"get_page_indices", false},
+	F_HEALTHZ,
+	F_METRICS,
+	F_UNKNOWN,
+	F_NATIVE, /* + index in the native table */
 };
 
 static const double lat_bounds_us[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000};
@@ -75,94 +57,28 @@ struct kvfs_meta_server {
 	uint16_t port;
 	char *token; /* NULL: no auth */
 	size_t body_max;
-	struct kvfs_meta_hf3fs *hf3fs; /* borrowed */
+	const struct kvfs_meta_route_set *set; /* borrowed; NULL: none */
+	void *set_ctx;
+	int nset; /* set->n, or 0 */
 	const struct kvfs_meta_route *native;
 	size_t nnative;
 	void *native_ctx;
 	int (*native_metrics)(void *native_ctx, char **ret_text, size_t *ret_len);
-	bool no_fast_parse;
-	struct route_metrics *metrics; /* R_NATIVE + nnative slots */
+	struct route_metrics *metrics; /* nset + F_NATIVE + nnative slots */
 	_Atomic uint64_t too_large, unauthorised;
 };
 
 struct request {
 	int route;
-	uint32_t rank;
-	bool answered; /* a response was queued before the body was read */
+	uint32_t param; /* of a route-set route */
+	bool get_route; /* /healthz or /metrics: GET, not POST */
+	bool answered;	/* a response was queued before the body was read */
 	bool too_large;
 	unsigned status;
 	struct timespec t0;
 	char *body;
 	size_t len, cap;
 };
-
-/* A growable output buffer; on allocation failure it sticks at failed. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void sb_reserve(struct sbuf *b, size_t more)
-{
-	size_t cap;
-	char *np;
-
-	if (b->failed || b->len + more <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more)
-		cap *= 2;
-	np = realloc(b->p, cap);
-	if (!np) {
-		b->failed = true;
-		return;
-	}
-	b->p = np;
-	b->cap = cap;
-}
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	sb_reserve(b, n);
-	if (b->failed)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-#define sb_lit(b, s) sb_add(b, s, sizeof(s) - 1)
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		b->failed = true;
-		return;
-	}
-	sb_reserve(b, (size_t)n + 1);
-	if (b->failed)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-static void sb_i64(struct sbuf *b, int64_t x)
-{
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRId64, x);
-
-	sb_add(b, tmp, (size_t)n);
-}
 
 unsigned kvfs_meta_http_status(int err)
 {
@@ -228,8 +144,7 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, struct request *rq, un
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (status == 405)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-					rq->route == R_HEALTHZ || rq->route == R_METRICS ? "GET"
-											 : "POST");
+					rq->get_route ? "GET" : "POST");
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	rq->status = status;
@@ -295,55 +210,46 @@ static enum MHD_Result send_empty(struct MHD_Connection *c, struct request *rq, 
 
 /* ---- routing ---- */
 
-/* Resolve @url to a route id; *ret_rank for 3FS routes. -EINVAL when a 3FS route has a bad
- * rank. */
+/* Resolve @url to a route id; *ret_param for the route set's routes. -EINVAL when a route
+ * set's route has a bad parameter. */
 static int resolve(const struct kvfs_meta_server *s, const char *url, int *ret_route,
-		   uint32_t *ret_rank)
+		   uint32_t *ret_param)
 {
-	const char *slash;
-	char *end;
-	unsigned long rank;
+	unsigned sr;
+	int r;
 
 	if (!strcmp(url, "/healthz")) {
-		*ret_route = R_HEALTHZ;
+		*ret_route = s->nset + F_HEALTHZ;
 		return 0;
 	}
 	if (!strcmp(url, "/metrics")) {
-		*ret_route = R_METRICS;
+		*ret_route = s->nset + F_METRICS;
 		return 0;
 	}
+	*ret_route = s->nset + F_UNKNOWN;
 	if (!strncmp(url, "/v1/", 4)) {
 		for (size_t i = 0; i < s->nnative; i++)
 			if (!strcmp(url, s->native[i].path)) {
-				*ret_route = R_NATIVE + (int)i;
+				*ret_route = s->nset + F_NATIVE + (int)i;
 				return 0;
 			}
-		*ret_route = R_UNKNOWN;
 		return 0;
 	}
-	*ret_route = R_UNKNOWN;
-	if (url[0] != '/' || !(slash = strchr(url + 1, '/')))
+	if (!s->set)
 		return 0;
-	for (int r = R_3FS_INITIALIZE; r <= R_3FS_GET; r++) {
-		if (strcmp(slash + 1, hf3fs_routes[r].name))
-			continue;
-		*ret_route = r;
-		errno = 0;
-		rank = strtoul(url + 1, &end, 10);
-		if (end != slash || url[1] < '0' || url[1] > '9' || errno || rank > UINT32_MAX)
-			return -EINVAL;
-		*ret_rank = (uint32_t)rank;
+	r = s->set->resolve(url, &sr, ret_param);
+	if (r == -ENOENT)
 		return 0;
-	}
-	return 0;
+	*ret_route = (int)sr;
+	return r;
 }
 
 static bool route_mutating(const struct kvfs_meta_server *s, int route)
 {
-	if (route <= R_3FS_GET)
-		return hf3fs_routes[route].mutating;
-	if (route >= R_NATIVE)
-		return s->native[route - R_NATIVE].mutating;
+	if (route < s->nset)
+		return s->set->mutating((unsigned)route);
+	if (route >= s->nset + F_NATIVE)
+		return s->native[route - s->nset - F_NATIVE].mutating;
 	return false;
 }
 
@@ -363,260 +269,25 @@ static bool authorised(const struct kvfs_meta_server *s, struct MHD_Connection *
 	return !diff && hl == tl;
 }
 
-/* ---- the 3FS routes ---- */
-
-/* The keys of @req (decoded with jansson, *ret_own: free them) or of @fb (borrowed). */
-static int keys_of(const json_t *req, const struct kvfs_meta_3fs_body *fb, bool pairs,
-		   struct kvfs_meta_hf3fs_key **ret, size_t *ret_n, bool *ret_own,
-		   struct kvfs_meta_json_error *err)
-{
-	if (fb) {
-		*ret = fb->keys;
-		*ret_n = fb->nkeys;
-		*ret_own = false;
-		return 0;
-	}
-	*ret_own = true;
-	return pairs ? kvfs_meta_json_3fs_key_pairs(req, MAX_BATCH, ret, ret_n, err)
-		     : kvfs_meta_json_3fs_keys(req, MAX_BATCH, ret, ret_n, err);
-}
-
-/* A 3FS route. The body is either @req (jansson) or @fb (the fast parser), never both. */
-static enum MHD_Result do_3fs(struct kvfs_meta_server *s, struct MHD_Connection *c,
-			      struct request *rq, const json_t *req,
-			      const struct kvfs_meta_3fs_body *fb)
-{
-	struct kvfs_meta_json_error err = {{0}};
-	struct kvfs_meta_hf3fs_key *keys = NULL;
-	struct sbuf out = {0};
-	const char *ns;
-	bool own = false;
-	size_t n = 0;
-	int r;
-
-	if (!s->hf3fs)
-		return send_error(c, rq, 503, -ENOTSUP, "3FS compatibility is disabled");
-	if (fb) {
-		ns = fb->has_ns ? fb->ns : NULL;
-	} else {
-		r = kvfs_meta_json_3fs_namespace(req, &ns, &err);
-		if (r)
-			return send_error(c, rq, 0, r, err.msg);
-	}
-
-	switch (rq->route) {
-	case R_3FS_INITIALIZE: {
-		uint64_t pages;
-
-		r = kvfs_meta_json_u64(req, "num_pages", true, 0, &pages, &err);
-		if (!r)
-			r = kvfs_meta_hf3fs_initialize(s->hf3fs, rq->rank, ns, pages, NULL);
-		if (r == -EINVAL && !err.msg[0])
-			snprintf(err.msg, sizeof(err.msg), "num_pages must be at most %u",
-				 KVFS_META_HF3FS_PAGES_MAX);
-		break;
-	}
-	case R_3FS_EXISTS: {
-		bool *ex;
-
-		r = keys_of(req, fb, false, &keys, &n, &own, &err);
-		if (r)
-			break;
-		ex = malloc(n ? n : 1);
-		if (!ex) {
-			r = -ENOMEM;
-			break;
-		}
-		r = kvfs_meta_hf3fs_exists(s->hf3fs, rq->rank, ns, keys, n, ex);
-		if (!r) {
-			sb_reserve(&out, 16 + n * 6);
-			sb_lit(&out, "{\"exists\":[");
-			for (size_t i = 0; i < n; i++) {
-				if (i)
-					sb_lit(&out, ",");
-				if (ex[i])
-					sb_lit(&out, "true");
-				else
-					sb_lit(&out, "false");
-			}
-			sb_lit(&out, "]}");
-		}
-		free(ex);
-		break;
-	}
-	case R_3FS_GET: {
-		int64_t *idx;
-
-		r = keys_of(req, fb, false, &keys, &n, &own, &err);
-		if (r)
-			break;
-		idx = malloc((n ? n : 1) * sizeof(*idx));
-		if (!idx) {
-			r = -ENOMEM;
-			break;
-		}
-		r = kvfs_meta_hf3fs_get(s->hf3fs, rq->rank, ns, keys, n, idx);
-		if (!r) {
-			sb_reserve(&out, 16 + n * 8);
-			sb_lit(&out, "{\"indices\":[");
-			for (size_t i = 0; i < n; i++) {
-				if (i)
-					sb_lit(&out, ",");
-				if (idx[i] < 0)
-					sb_lit(&out, "null");
-				else
-					sb_i64(&out, idx[i]);
-			}
-			sb_lit(&out, "]}");
-		}
-		free(idx);
-		break;
-	}
-	case R_3FS_RESERVE: {
-		struct kvfs_meta_hf3fs_reserve_result *res;
-
-		r = keys_of(req, fb, true, &keys, &n, &own, &err);
-		if (r)
-			break;
-		res = malloc((n ? n : 1) * sizeof(*res));
-		if (!res) {
-			r = -ENOMEM;
-			break;
-		}
-		r = kvfs_meta_hf3fs_reserve(s->hf3fs, rq->rank, ns, keys, n, res);
-		if (!r) {
-			sb_reserve(&out, 16 + n * 16);
-			sb_lit(&out, "{\"indices\":[");
-			for (size_t i = 0; i < n; i++) {
-				if (i)
-					sb_lit(&out, ",");
-				if (res[i].exists)
-					sb_lit(&out, "[true,");
-				else
-					sb_lit(&out, "[false,");
-				sb_i64(&out, res[i].index);
-				sb_lit(&out, "]");
-			}
-			sb_lit(&out, "]}");
-		}
-		free(res);
-		break;
-	}
-	case R_3FS_CONFIRM: {
-		struct kvfs_meta_hf3fs_confirm *conf;
-		int64_t *rel;
-		size_t nc, nr;
-
-		if (fb) {
-			conf = fb->confirms;
-			nc = fb->nconfirms;
-			rel = fb->release;
-			nr = fb->nrelease;
-		} else {
-			r = kvfs_meta_json_3fs_confirm(req, MAX_BATCH, &conf, &nc, &rel, &nr, &err);
-			if (r)
-				break;
-		}
-		r = kvfs_meta_hf3fs_confirm(s->hf3fs, rq->rank, ns, conf, nc, rel, nr);
-		if (r == -EINVAL)
-			snprintf(err.msg, sizeof(err.msg),
-				 "a page index is outside [0, num_pages)");
-		if (!fb) {
-			free(conf);
-			free(rel);
-		}
-		break;
-	}
-	case R_3FS_DELETE:
-		r = keys_of(req, fb, false, &keys, &n, &own, &err);
-		if (!r)
-			r = kvfs_meta_hf3fs_delete(s->hf3fs, rq->rank, ns, keys, n, NULL);
-		break;
-	case R_3FS_CLEAR:
-		r = kvfs_meta_hf3fs_clear(s->hf3fs, rq->rank, ns);
-		break;
-	default:
-		r = -ENOSYS;
-	}
-	if (own)
-		free(keys);
-
-	if (r == -ENOENT)
-		snprintf(err.msg, sizeof(err.msg),
-			 "Rank %" PRIu32 " namespace '%s' not initialized. Please call /%" PRIu32
-			 "/initialize first.",
-			 rq->rank, ns ? ns : KVFS_META_HF3FS_DEFAULT_NS, rq->rank);
-	else if (r == -EINVAL && !err.msg[0])
-		snprintf(err.msg, sizeof(err.msg), "a key is longer than %d bytes",
-			 KVFS_META_HF3FS_KEY_MAX);
-	if (r) {
-		free(out.p);
-		return send_error(c, rq, 0, r, err.msg);
-	}
-	if (!out.len && !out.p)
-		return send_empty(c, rq, 204);
-	return send_sbuf(c, rq, 200, &out, "application/json");
-}
-
 /* ---- /metrics ---- */
 
 static const char *route_name(const struct kvfs_meta_server *s, int route)
 {
 	static const char *fixed[] = {
-		[R_HEALTHZ] = "/healthz", [R_METRICS] = "/metrics", [R_UNKNOWN] = "unknown"};
-	static const char *hf[] = {"/{rank}/initialize",
-				   "/{rank}/exists",
-				   "/{rank}/reserve_and_allocate_page_indices",
-				   "/{rank}/confirm_write",
-				   "/{rank}/delete_keys",
-				   "/{rank}/clear",
-				   "/{rank}/get_page_indices"};
+		[F_HEALTHZ] = "/healthz", [F_METRICS] = "/metrics", [F_UNKNOWN] = "unknown"};
 
-	if (route <= R_3FS_GET)
-		return hf[route];
-	if (route >= R_NATIVE)
-		return s->native[route - R_NATIVE].path;
-	return fixed[route];
-}
-
-static void metrics_space(void *ctx, uint32_t rank, const char *ns,
-			  const struct kvfs_meta_hf3fs_stats *st)
-{
-	struct sbuf *b = ctx;
-	const struct {
-		const char *name;
-		uint64_t v;
-	} g[] = {
-		{"kvfs_meta_3fs_pages", st->num_pages},
-		{"kvfs_meta_3fs_keys", st->keys},
-		{"kvfs_meta_3fs_pages_pending", st->pending},
-		{"kvfs_meta_3fs_pages_free", st->free},
-		{"kvfs_meta_3fs_evictions_total", st->evictions},
-		{"kvfs_meta_3fs_reclaimed_total", st->reclaimed},
-		{"kvfs_meta_3fs_lease_skips_total", st->lease_skips},
-		{"kvfs_meta_3fs_rejected_total", st->rejected},
-		{"kvfs_meta_3fs_full_total", st->full},
-	};
-
-	/* Namespaces are plain strings from clients: escape for the label. */
-	char esc[2 * KVFS_META_HF3FS_NS_MAX + 1], *o = esc;
-
-	for (const char *p = ns; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			*o++ = '\\';
-		*o++ = *p == '\n' ? ' ' : *p;
-	}
-	*o = 0;
-	for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++)
-		sb_printf(b, "%s{rank=\"%" PRIu32 "\",namespace=\"%s\"} %" PRIu64 "\n", g[i].name,
-			  rank, esc, g[i].v);
+	if (route < s->nset)
+		return s->set->label((unsigned)route);
+	if (route >= s->nset + F_NATIVE)
+		return s->native[route - s->nset - F_NATIVE].path;
+	return fixed[route - s->nset];
 }
 
 static enum MHD_Result do_metrics(struct kvfs_meta_server *s, struct MHD_Connection *c,
 				  struct request *rq)
 {
 	struct sbuf b = {0};
-	int nroutes = R_NATIVE + (int)s->nnative;
+	int nroutes = s->nset + F_NATIVE + (int)s->nnative;
 
 	sb_lit(&b, "# HELP kvfs_meta_requests_total HTTP requests by route and status class.\n"
 		   "# TYPE kvfs_meta_requests_total counter\n");
@@ -672,9 +343,13 @@ static enum MHD_Result do_metrics(struct kvfs_meta_server *s, struct MHD_Connect
 		  "# TYPE kvfs_meta_rejected_unauthorised_total counter\n"
 		  "kvfs_meta_rejected_unauthorised_total %" PRIu64 "\n",
 		  atomic_load(&s->too_large), atomic_load(&s->unauthorised));
-	if (s->hf3fs) {
-		sb_lit(&b, "# 3FS state per (rank, namespace): gauges and counters since start.\n");
-		kvfs_meta_hf3fs_foreach(s->hf3fs, metrics_space, &b);
+	if (s->set && s->set->metrics) {
+		char *txt = NULL;
+		size_t len = 0;
+
+		if (s->set->metrics(s->set_ctx, &txt, &len) == 0)
+			sb_add(&b, txt, len);
+		free(txt);
 	}
 	if (s->native_metrics) {
 		char *txt = NULL;
@@ -695,7 +370,6 @@ static enum MHD_Result dispatch(struct kvfs_meta_server *s, struct MHD_Connectio
 	struct kvfs_meta_json_error err = {{0}};
 	json_t *req = NULL, *resp = NULL;
 	const struct kvfs_meta_route *nr;
-	enum MHD_Result ret;
 	int r = 0;
 
 	if (rq->too_large) {
@@ -704,46 +378,33 @@ static enum MHD_Result dispatch(struct kvfs_meta_server *s, struct MHD_Connectio
 			 s->body_max);
 		return send_error(c, rq, 413, -EMSGSIZE, err.msg);
 	}
-	if (rq->route == R_HEALTHZ) {
+	if (rq->route == s->nset + F_HEALTHZ) {
 		char *ok = strdup("{\"status\":\"ok\"}");
 
 		return ok ? send_buf(c, rq, 200, ok, strlen(ok), "application/json") : MHD_NO;
 	}
-	if (rq->route == R_METRICS)
+	if (rq->route == s->nset + F_METRICS)
 		return do_metrics(s, c, rq);
 
-	/* The hot 3FS bodies take the fast parser; what it does not handle goes to jansson. */
-	if (rq->route == R_3FS_EXISTS || rq->route == R_3FS_GET || rq->route == R_3FS_DELETE ||
-	    rq->route == R_3FS_RESERVE || rq->route == R_3FS_CONFIRM) {
-		struct kvfs_meta_3fs_body fb;
-		enum kvfs_meta_3fs_shape shape =
-			rq->route == R_3FS_RESERVE   ? KVFS_META_3FS_KEY_PAIRS
-			: rq->route == R_3FS_CONFIRM ? KVFS_META_3FS_CONFIRM
-						     : KVFS_META_3FS_KEYS;
+	if (rq->route < s->nset) {
+		char *body = NULL;
+		size_t len = 0;
+		unsigned status = 0;
 
-		if (!s->no_fast_parse &&
-		    kvfs_meta_fast_3fs(rq->body, rq->len, shape, MAX_BATCH, &fb) == 0) {
-			ret = do_3fs(s, c, rq, NULL, &fb);
-			kvfs_meta_fast_3fs_free(&fb);
-			return ret;
-		}
+		r = s->set->serve(s->set_ctx, (unsigned)rq->route, rq->param, rq->body, rq->len,
+				  &body, &len, &status, &err);
+		if (r)
+			return send_error(c, rq, status, r, err.msg);
+		if (!body)
+			return send_empty(c, rq, 204);
+		return send_buf(c, rq, 200, body, len, "application/json");
 	}
 
-	/* The reference's clear is sent with a body; accept an empty one there too. */
-	if (!rq->len && rq->route == R_3FS_CLEAR)
-		req = json_object();
-	else
-		r = kvfs_meta_json_parse(rq->body, rq->len, &req, &err);
+	r = kvfs_meta_json_parse(rq->body, rq->len, &req, &err);
 	if (!req)
 		return send_error(c, rq, 400, r, err.msg);
 
-	if (rq->route <= R_3FS_GET) {
-		ret = do_3fs(s, c, rq, req, NULL);
-		json_decref(req);
-		return ret;
-	}
-
-	nr = &s->native[rq->route - R_NATIVE];
+	nr = &s->native[rq->route - s->nset - F_NATIVE];
 	if (!nr->fn) {
 		json_decref(req);
 		snprintf(err.msg, sizeof(err.msg), "%s has no handler in this server", nr->path);
@@ -777,13 +438,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return MHD_NO;
 		clock_gettime(CLOCK_MONOTONIC, &rq->t0);
 		*con_cls = rq;
-		r = resolve(s, url, &rq->route, &rq->rank);
+		r = resolve(s, url, &rq->route, &rq->param);
 		rq->answered = true;
+		get_route = rq->route == s->nset + F_HEALTHZ || rq->route == s->nset + F_METRICS;
+		rq->get_route = get_route;
 		if (r)
-			return send_error(c, rq, 400, r, "rank must be an unsigned 32-bit integer");
-		if (rq->route == R_UNKNOWN)
+			return send_error(c, rq, 400, r, s->set->bad_param);
+		if (rq->route == s->nset + F_UNKNOWN)
 			return send_error(c, rq, 404, -ENOENT, "unknown route");
-		get_route = rq->route == R_HEALTHZ || rq->route == R_METRICS;
 		if (get_route ? strcmp(method, "GET") && strcmp(method, "HEAD")
 			      : strcmp(method, "POST"))
 			return send_error(c, rq, 405, -EINVAL, "method not allowed");
@@ -936,12 +598,13 @@ int kvfs_meta_server_create(const struct kvfs_meta_server_config *cfg,
 		return -ENOMEM;
 	s->listen_fd = -1;
 	s->body_max = cfg->body_max ? cfg->body_max : KVFS_META_BODY_MAX;
-	s->hf3fs = cfg->hf3fs;
+	s->set = cfg->routes;
+	s->set_ctx = cfg->routes_ctx;
+	s->nset = cfg->routes ? (int)cfg->routes->n : 0;
 	s->native = cfg->native ? cfg->native : kvfs_meta_native_routes;
 	s->nnative = cfg->native ? cfg->nnative : kvfs_meta_native_nroutes;
 	s->native_ctx = cfg->native_ctx;
 	s->native_metrics = cfg->native_metrics;
-	s->no_fast_parse = cfg->no_fast_parse;
 	if (cfg->token && *cfg->token) {
 		s->token = strdup(cfg->token);
 		if (!s->token) {
@@ -949,7 +612,7 @@ int kvfs_meta_server_create(const struct kvfs_meta_server_config *cfg,
 			goto err_free;
 		}
 	}
-	s->metrics = calloc(R_NATIVE + s->nnative, sizeof(*s->metrics));
+	s->metrics = calloc((size_t)s->nset + F_NATIVE + s->nnative, sizeof(*s->metrics));
 	if (!s->metrics) {
 		r = -ENOMEM;
 		goto err_free;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_request.c - libFuzzer target for kvfs-meta's request decoding (metadata/http/codec.c and
- * fastparse.c): everything a client can make the server decode before any state is touched.
+ * fuzz_request.c - libFuzzer target for kvfs-meta's request decoding (metadata/http/codec.c,
+ * metadata/hf3fs/body.c and fastparse.c): everything a client can make the server decode before
+ * any state is touched.
  *
  * Input: one selector byte, then a request body. Every body goes through the strict jansson
  * parser and every native decoder (attr, pool, node, statfs, page refs and entries, layout,
@@ -19,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
+#include "body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

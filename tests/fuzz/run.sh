@@ -24,9 +24,9 @@ OUT=$(cd "$OUT" && pwd) # absolute: the run below changes into it
 # shellcheck disable=SC2046
 if ! "$CC" -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE \
-	-I"$ROOT/metadata/http" -I"$ROOT/metadata" \
+	-I"$ROOT/metadata/http" -I"$ROOT/metadata/hf3fs" -I"$ROOT/metadata/include" \
 	"$ROOT/tests/fuzz/fuzz_request.c" "$ROOT/metadata/http/codec.c" \
-	"$ROOT/metadata/http/fastparse.c" \
+	"$ROOT/metadata/hf3fs/body.c" "$ROOT/metadata/hf3fs/fastparse.c" \
 	$(pkg-config --cflags --libs jansson 2>/dev/null || echo -ljansson) \
 	-o "$OUT/fuzz_request" 2>"$OUT/build.log"; then
 	if grep -q "fuzzer" "$OUT/build.log" && ! grep -q "error:" "$OUT/build.log"; then

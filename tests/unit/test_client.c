@@ -195,15 +195,15 @@ START_TEST(every_op)
 	svc_start(&s, 0, "60000");
 	m = client(&s, 3000, false, NULL, NULL);
 	ck_assert_str_eq(m->ops->name, "http");
-	ck_assert_int_eq(kvfs_meta_http_node(m, &me), -ENOENT);
+	ck_assert_int_eq(kvfs_meta_node_self(m, &me), -ENOENT);
 	n1 = reg(m, 0, "127.0.0.1:9401");
 	n2 = reg(m, 0, "127.0.0.1:9402");
 	ck_assert_uint_ne(n1, n2);
-	ck_assert_int_eq(kvfs_meta_http_node(m, &me), 0);
+	ck_assert_int_eq(kvfs_meta_node_self(m, &me), 0);
 	ck_assert_uint_eq(me.id, n2);
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(m, &alive), 0);
+	ck_assert_int_eq(kvfs_meta_heartbeat(m, &alive), 0);
 	ck_assert_uint_eq(alive, 2);
-	ck_assert_int_eq(kvfs_meta_http_nodes(m, true, &nodes, &n), 0);
+	ck_assert_int_eq(kvfs_meta_node_list(m, true, &nodes, &n), 0);
 	ck_assert_uint_eq(n, 2);
 	ck_assert_str_eq(nodes[0].addr, "127.0.0.1:9401");
 	free(nodes);
@@ -301,8 +301,8 @@ START_TEST(every_op)
 	ck_assert_int_eq(m->ops->unlink(m, root, "g.bin"), 0);
 	ck_assert_int_eq(m->ops->pool_drop(m, "kv", false), 0);
 	ck_assert_int_eq(m->ops->node_leave(m, n2), 0);
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(m, &alive), -ENOENT);
-	ck_assert_int_eq(kvfs_meta_http_nodes(m, true, &nodes, &n), 0);
+	ck_assert_int_eq(kvfs_meta_heartbeat(m, &alive), -ENOENT);
+	ck_assert_int_eq(kvfs_meta_node_list(m, true, &nodes, &n), 0);
 	ck_assert_uint_eq(n, 1);
 	free(nodes);
 
@@ -447,8 +447,8 @@ START_TEST(node_death)
 	ck_assert_int_eq(m->ops->lookup(m, lru, "b", &a), 0);
 	ck_assert_int_eq(m->ops->lookup(m, none, "c", &a), 0);
 	ck_assert(a.flags & KVFS_ATTR_LOST);
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(dead, NULL), -ESTALE);
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(m, &alive), 0);
+	ck_assert_int_eq(kvfs_meta_heartbeat(dead, NULL), -ESTALE);
+	ck_assert_int_eq(kvfs_meta_heartbeat(m, &alive), 0);
 	ck_assert_uint_eq(alive, 1);
 
 	kvfs_meta_destroy(dead);
@@ -479,14 +479,14 @@ START_TEST(reregister)
 	m = client(&s, 2000, true, on_rereg, NULL);
 	admin = client(&s, 2000, false, NULL, NULL);
 	id = reg(m, 0, "127.0.0.1:7");
-	ck_assert_int_eq(kvfs_meta_http_node(m, &me), 0);
+	ck_assert_int_eq(kvfs_meta_node_self(m, &me), 0);
 	/* another party declares it gone (as the timer would) */
 	ck_assert_int_eq(admin->ops->node_leave(admin, id), 0);
 	t0 = now_ms();
 	while (!atomic_load(&rereg_count))
 		ck_assert_msg(now_ms() - t0 < 5000, "no re-register");
 	ck_assert_uint_gt(atomic_load(&rereg_inc), me.incarnation);
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(m, NULL), 0);
+	ck_assert_int_eq(kvfs_meta_heartbeat(m, NULL), 0);
 	kvfs_meta_destroy(admin);
 	kvfs_meta_destroy(m);
 	svc_stop(&s);
@@ -508,7 +508,7 @@ START_TEST(service_restart)
 	svc_start(&s, 0, "3000");
 	m = client(&s, 800, false, NULL, NULL);
 	reg(m, 0, "127.0.0.1:3");
-	ck_assert_int_eq(kvfs_meta_http_node(m, &me), 0);
+	ck_assert_int_eq(kvfs_meta_node_self(m, &me), 0);
 	root = pool(m, "kv", KVFS_EVICT_LRU);
 	ino = file(m, root, "kept", me.id, 2);
 	port = s.port;
@@ -521,7 +521,7 @@ START_TEST(service_restart)
 	t0 = now_ms();
 	ck_assert_int_eq(m->ops->create(m, root, "x", S_IFREG | 0644, 0, 0, true, &a), -EIO);
 	ck_assert_int_le(now_ms() - t0, 800 + 200);
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(m, NULL), -EIO);
+	ck_assert_int_eq(kvfs_meta_heartbeat(m, NULL), -EIO);
 
 	svc_start(&s, port, "3000");
 	ck_assert_int_eq(m->ops->lookup(m, root, "kept", &a), 0);
@@ -531,7 +531,7 @@ START_TEST(service_restart)
 	ck_assert_uint_eq(l->pages[0].ref.incarnation, me.incarnation);
 	kvfs_layout_free(l);
 	/* the node heartbeats with the incarnation it had: resumed, its pages still valid */
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(m, NULL), 0);
+	ck_assert_int_eq(kvfs_meta_heartbeat(m, NULL), 0);
 	file(m, root, "after", me.id, 1);
 	ck_assert_int_eq(m->ops->layout(m, ino, &l), 0);
 	ck_assert_uint_eq(l->npages, 2);
@@ -556,7 +556,7 @@ START_TEST(restart_without_node)
 	svc_start(&s, 0, "400");
 	m = client(&s, 1000, false, NULL, NULL);
 	reg(m, 0, "127.0.0.1:4");
-	ck_assert_int_eq(kvfs_meta_http_node(m, &me), 0);
+	ck_assert_int_eq(kvfs_meta_node_self(m, &me), 0);
 	root = pool(m, "kv", KVFS_EVICT_LRU);
 	file(m, root, "f", me.id, 1);
 	port = s.port;
@@ -565,7 +565,7 @@ START_TEST(restart_without_node)
 	t0 = now_ms();
 	while (m->ops->lookup(m, root, "f", &a) == 0)
 		ck_assert_msg(now_ms() - t0 < 5000, "node never declared dead after restart");
-	ck_assert_int_eq(kvfs_meta_http_heartbeat(m, NULL), -ESTALE);
+	ck_assert_int_eq(kvfs_meta_heartbeat(m, NULL), -ESTALE);
 	kvfs_meta_destroy(m);
 	svc_stop(&s);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body.h"
 #include "check_main.h"
 #include "codec.h"
 #include "server.h"

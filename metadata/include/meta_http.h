@@ -16,7 +16,8 @@
  * (refused, reset, timed out) a call fails with -EIO; an answer from the service fails with the
  * errno of its JSON body ({"errno": N}).
  *
- * Membership: node_register (through the ops table) records this node's identity. With
+ * Membership: node_register (through the ops table) records this node's identity; the ops
+ * table's node_self, heartbeat, node_list and node_usage slots are filled. With
  * cfg->heartbeat the client then runs a heartbeat thread of its own, every heartbeat_ms the
  * service asked for. When the service answers 410 ESTALE (the node was declared dead, or the
  * service forgot the incarnation) the thread registers again with the same id and calls
@@ -56,23 +57,3 @@ struct kvfs_meta_http_config {
  * heartbeat thread without leaving), -EINVAL for a bad config (no url, not http://), -ENOMEM.
  */
 int kvfs_meta_http_create(const struct kvfs_meta_http_config *cfg, struct kvfs_meta **ret);
-
-/* This node's identity from its last register. -ENOENT before node_register. */
-int kvfs_meta_http_node(struct kvfs_meta *m, struct kvfs_node_info *ret);
-
-/*
- * Send one heartbeat for the registered node now (the heartbeat thread does this on its own).
- * Returns 0 (and the number of alive nodes in *ret_alive, may be NULL), -ESTALE when the node
- * must register again, -EIO when the service is unreachable, -ENOENT before node_register.
- */
-int kvfs_meta_http_heartbeat(struct kvfs_meta *m, uint32_t *ret_alive);
-
-/* The nodes the service knows (alive only with @alive_only), with their data addresses.
- * *ret_nodes is malloc'd (free it). Idempotent and retried. */
-int kvfs_meta_http_nodes(struct kvfs_meta *m, bool alive_only, struct kvfs_node_info **ret_nodes,
-			 size_t *ret_n);
-
-/* This node's arena as the service sees it (pages it allocated in it): capacity and free
- * bytes of node @node. Returns 0, -ENOENT when the node is not alive, -EIO when unreachable. */
-int kvfs_meta_http_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
-			      uint64_t *ret_free);

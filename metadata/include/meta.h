@@ -2,10 +2,11 @@
 /*
  * meta.h - the metadata ops table: namespace, layout, allocation and commit for kvfs.
  *
- * Every caller (the FUSE daemon, kvfsctl through the daemon, later kvfs-meta's HTTP routes)
- * goes through struct kvfs_meta_ops. Two implementations fill it: `embedded` runs the state
- * machine in-process with its LMDB on local disk (the single-node default), and `http` (issue
- * 3) talks to kvfs-meta, which runs the same state machine. Callers never know which.
+ * Every caller outside metadata/ (the FUSE daemon, kvfsctl through the daemon) goes through
+ * struct kvfs_meta_ops. Two implementations fill it: `embedded` runs the state machine
+ * in-process with its LMDB on local disk (the single-node default), and `http` (meta_http.h)
+ * talks to kvfs-meta, which runs the same state machine. Callers never know which, beyond the
+ * constructor they call; slots a backend cannot fill stay NULL and answer -EOPNOTSUPP.
  *
  * The model, after 3FS's KV backend:
  *   - The root (KVFS_ROOT_INO) holds one directory per pool. Each pool fixes a page size.
@@ -254,6 +255,28 @@ struct kvfs_meta_ops {
 	/* Capacity of a pool, or of the whole node when @ino is the root. */
 	int (*statfs)(struct kvfs_meta *m, uint64_t ino, struct kvfs_statfs *ret);
 
+	/*
+	 * Cluster membership beyond register/leave. A backend without a cluster (embedded: one
+	 * node, no service to heartbeat) leaves these NULL and the kvfs_meta_node_*() and
+	 * kvfs_meta_heartbeat() wrappers below answer -EOPNOTSUPP. All may block on the network.
+	 */
+	/* This node's identity from its last node_register; -ENOENT before it. */
+	int (*node_self)(struct kvfs_meta *m, struct kvfs_node_info *ret);
+	/* Tell the service now that this node is alive (a backend may also do so on its own
+	 * thread). 0 and the number of alive nodes in *ret_alive (may be NULL); -ESTALE when the
+	 * node must register again; -EIO when the service is unreachable; -ENOENT before
+	 * node_register. */
+	int (*heartbeat)(struct kvfs_meta *m, uint32_t *ret_alive);
+	/* The nodes the service knows (alive ones only with @alive_only) with their data
+	 * addresses: the daemon's peer list. *ret_nodes is malloc'd (free it). */
+	int (*node_list)(struct kvfs_meta *m, bool alive_only, struct kvfs_node_info **ret_nodes,
+			 size_t *ret_n);
+	/* Node @node's arena as the service sees it (for stats when the service, not this
+	 * process, allocates in it): capacity and free bytes. -ENOENT when the node is not
+	 * alive. */
+	int (*node_usage)(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
+			  uint64_t *ret_free);
+
 	void (*destroy)(struct kvfs_meta *m);
 };
 
@@ -293,6 +316,31 @@ int kvfs_meta_embedded_create(const struct kvfs_meta_embedded_config *cfg, struc
 
 /* The local node's identity in embedded mode. */
 void kvfs_meta_embedded_node(struct kvfs_meta *m, uint32_t *ret_node, uint32_t *ret_incarnation);
+
+/* The membership slots through the ops table; -EOPNOTSUPP where the backend leaves them empty.
+ * Contracts as the slots above. */
+static inline int kvfs_meta_node_self(struct kvfs_meta *m, struct kvfs_node_info *ret)
+{
+	return m->ops->node_self ? m->ops->node_self(m, ret) : -EOPNOTSUPP;
+}
+
+static inline int kvfs_meta_heartbeat(struct kvfs_meta *m, uint32_t *ret_alive)
+{
+	return m->ops->heartbeat ? m->ops->heartbeat(m, ret_alive) : -EOPNOTSUPP;
+}
+
+static inline int kvfs_meta_node_list(struct kvfs_meta *m, bool alive_only,
+				      struct kvfs_node_info **ret_nodes, size_t *ret_n)
+{
+	return m->ops->node_list ? m->ops->node_list(m, alive_only, ret_nodes, ret_n) : -EOPNOTSUPP;
+}
+
+static inline int kvfs_meta_node_usage(struct kvfs_meta *m, uint32_t node, uint64_t *ret_capacity,
+				       uint64_t *ret_free)
+{
+	return m->ops->node_usage ? m->ops->node_usage(m, node, ret_capacity, ret_free)
+				  : -EOPNOTSUPP;
+}
 
 /* Destroy through the ops table. Accepts NULL. */
 static inline void kvfs_meta_destroy(struct kvfs_meta *m)

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
+#include "body.h"
 
 struct cur {
 	const char *p, *end;
