@@ -73,6 +73,8 @@
 #include <unistd.h>
 
 #include "hf3fs.h"
+#include "htable.h"
+#include "util.h"
 
 #define DEFAULT_MAP_SIZE (4ull << 30)
 #define EVICT_SCAN_MAX	 1024 /* leased LRU entries passed over before giving up with -1 */
@@ -86,11 +88,10 @@ enum page_state {
 
 /* A published key. */
 struct entry {
-	struct entry *hnext;	     /* hash chain */
+	struct kvfs_hnode hnode;     /* in sp->keys, by key */
 	struct entry *lprev, *lnext; /* LRU list, head = least recently used */
 	uint64_t seq;		     /* recency: larger = more recent */
 	uint64_t pseq;		     /* seq as last written to the store */
-	uint64_t hash;
 	uint32_t page;
 	uint16_t klen;
 	char key[];
@@ -131,9 +132,8 @@ struct space {
 	uint32_t unused_stored; /* unused as in the store */
 	struct u32vec stack;
 	struct u32vec deferred;
-	int64_t deferred_next;	/* no page on deferred is free before this (CLOCK_MONOTONIC ms) */
-	struct entry **buckets; /* nbuckets is a power of two */
-	size_t nbuckets;
+	int64_t deferred_next;	 /* no page on deferred is free before this (CLOCK_MONOTONIC ms) */
+	struct kvfs_htable keys; /* published keys by key */
 	size_t nkeys;
 	struct entry *lru_head, *lru_tail;
 	struct pend *pend_head, *pend_tail;
@@ -187,25 +187,6 @@ struct wtx {
 	int r;
 };
 
-static int64_t now_ms(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t hash_key(const char *p, size_t len)
-{
-	uint64_t hv = 0xcbf29ce484222325ull;
-
-	for (size_t i = 0; i < len; i++) {
-		hv ^= (unsigned char)p[i];
-		hv *= 0x100000001b3ull;
-	}
-	return hv ^ (hv >> 29);
-}
-
 static int u32vec_push(struct u32vec *v, uint32_t x)
 {
 	if (v->n == v->cap) {
@@ -219,19 +200,6 @@ static int u32vec_push(struct u32vec *v, uint32_t x)
 	}
 	v->v[v->n++] = x;
 	return 0;
-}
-
-static void put_be32(unsigned char *p, uint32_t x)
-{
-	p[0] = x >> 24;
-	p[1] = x >> 16;
-	p[2] = x >> 8;
-	p[3] = x;
-}
-
-static uint32_t get_be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* ---- write transactions ---- */
@@ -290,7 +258,7 @@ static int wtx_end(struct wtx *w)
 
 static size_t key_dkey(const struct space *sp, const char *key, size_t klen, unsigned char *buf)
 {
-	put_be32(buf, sp->id);
+	kvfs_put_be32(buf, sp->id);
 	memcpy(buf + 4, key, klen);
 	return 4 + klen;
 }
@@ -316,8 +284,8 @@ static void store_pend(struct wtx *w, struct space *sp, const struct pend *p)
 	unsigned char k[8], v[sizeof(struct disk_pend) + KVFS_META_HF3FS_KEY_MAX];
 	struct disk_pend dp = {.t_ms = p->t_ms};
 
-	put_be32(k, sp->id);
-	put_be32(k + 4, p->page);
+	kvfs_put_be32(k, sp->id);
+	kvfs_put_be32(k + 4, p->page);
 	memcpy(v, &dp, sizeof(dp));
 	memcpy(v + sizeof(dp), p->key, p->klen);
 	wtx_put(w, w->h->db_pend, k, 8, v, sizeof(dp) + p->klen);
@@ -327,8 +295,8 @@ static void unstore_pend(struct wtx *w, struct space *sp, uint32_t page)
 {
 	unsigned char k[8];
 
-	put_be32(k, sp->id);
-	put_be32(k + 4, page);
+	kvfs_put_be32(k, sp->id);
+	kvfs_put_be32(k + 4, page);
 	wtx_del(w, w->h->db_pend, k, 8);
 }
 
@@ -337,7 +305,7 @@ static void unstore_pend(struct wtx *w, struct space *sp, uint32_t page)
 static void unused_dkey(const struct space *sp, unsigned char *buf)
 {
 	memcpy(buf, "unused", 6);
-	put_be32(buf + 6, sp->id);
+	kvfs_put_be32(buf + 6, sp->id);
 }
 
 /* Write sp->unused if it has dropped since it was last stored. */
@@ -356,34 +324,14 @@ static void store_unused(struct wtx *w, struct space *sp)
 
 static struct entry *find_entry(const struct space *sp, const char *key, size_t klen, uint64_t hv)
 {
-	struct entry *e = sp->buckets[hv & (sp->nbuckets - 1)];
+	for (struct kvfs_hnode *n = kvfs_htable_first(&sp->keys, hv); n;
+	     n = kvfs_htable_next(n, hv)) {
+		struct entry *e = kvfs_container_of(n, struct entry, hnode);
 
-	for (; e; e = e->hnext)
-		if (e->hash == hv && e->klen == klen && !memcmp(e->key, key, klen))
+		if (e->klen == klen && !memcmp(e->key, key, klen))
 			return e;
-	return NULL;
-}
-
-static int grow_buckets(struct space *sp)
-{
-	size_t n = sp->nbuckets * 2;
-	struct entry **b = calloc(n, sizeof(*b));
-
-	if (!b)
-		return -ENOMEM;
-	for (size_t i = 0; i < sp->nbuckets; i++) {
-		struct entry *e = sp->buckets[i], *next;
-
-		for (; e; e = next) {
-			next = e->hnext;
-			e->hnext = b[e->hash & (n - 1)];
-			b[e->hash & (n - 1)] = e;
-		}
 	}
-	free(sp->buckets);
-	sp->buckets = b;
-	sp->nbuckets = n;
-	return 0;
+	return NULL;
 }
 
 static void lru_unlink(struct space *sp, struct entry *e)
@@ -425,19 +373,18 @@ static struct entry *add_entry(struct space *sp, const char *key, size_t klen, u
 {
 	struct entry *e;
 
-	if (sp->nkeys >= sp->nbuckets && grow_buckets(sp) < 0)
-		return NULL;
 	e = malloc(sizeof(*e) + klen);
 	if (!e)
 		return NULL;
 	memcpy(e->key, key, klen);
 	e->klen = klen;
-	e->hash = hv;
 	e->page = page;
 	e->seq = seq ? seq : sp->next_seq++;
 	e->pseq = 0;
-	e->hnext = sp->buckets[hv & (sp->nbuckets - 1)];
-	sp->buckets[hv & (sp->nbuckets - 1)] = e;
+	if (kvfs_htable_insert(&sp->keys, &e->hnode, hv) < 0) {
+		free(e);
+		return NULL;
+	}
 	lru_append(sp, e);
 	sp->nkeys++;
 	sp->pages[page].state = PAGE_KEY;
@@ -448,11 +395,7 @@ static struct entry *add_entry(struct space *sp, const char *key, size_t klen, u
 /* Unlink and free a published key; its page is left ownerless (the caller frees or reuses it). */
 static void remove_entry(struct space *sp, struct entry *e)
 {
-	struct entry **pp = &sp->buckets[e->hash & (sp->nbuckets - 1)];
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
+	kvfs_htable_remove(&sp->keys, &e->hnode);
 	lru_unlink(sp, e);
 	sp->nkeys--;
 	sp->pages[e->page].state = PAGE_FREE;
@@ -605,30 +548,28 @@ static int64_t take_page(struct kvfs_meta_hf3fs *h, struct space *sp, struct wtx
 
 static void space_free_contents(struct space *sp)
 {
-	for (size_t i = 0; i < sp->nbuckets; i++) {
-		struct entry *e = sp->buckets[i], *next;
+	/* every published key is on the LRU list */
+	while (sp->lru_head) {
+		struct entry *e = sp->lru_head;
 
-		for (; e; e = next) {
-			next = e->hnext;
-			free(e);
-		}
+		sp->lru_head = e->lnext;
+		free(e);
 	}
+	kvfs_htable_fini(&sp->keys);
 	while (sp->pend_head) {
 		struct pend *p = sp->pend_head;
 
 		sp->pend_head = p->next;
 		free(p);
 	}
-	free(sp->buckets);
 	free(sp->pages);
 	free(sp->stack.v);
 	free(sp->deferred.v);
-	sp->buckets = NULL;
 	sp->pages = NULL;
 	sp->stack = (struct u32vec){0};
 	sp->deferred = (struct u32vec){0};
 	sp->deferred_next = INT64_MAX;
-	sp->nbuckets = sp->nkeys = sp->npending = 0;
+	sp->nkeys = sp->npending = 0;
 	sp->lru_head = sp->lru_tail = NULL;
 	sp->pend_head = sp->pend_tail = NULL;
 }
@@ -667,14 +608,12 @@ static int space_load(struct kvfs_meta_hf3fs *h, struct space *sp, MDB_txn *txn)
 
 	space_free_contents(sp);
 	sp->pages = calloc(sp->num_pages ? sp->num_pages : 1, sizeof(*sp->pages));
-	sp->nbuckets = 1024;
-	sp->buckets = calloc(sp->nbuckets, sizeof(*sp->buckets));
-	if (!sp->pages || !sp->buckets) {
+	if (!sp->pages || kvfs_htable_reserve(&sp->keys, 1024) < 0) {
 		r = -ENOMEM;
 		goto err_free_contents;
 	}
 	sp->next_seq = 1;
-	put_be32(prefix, sp->id);
+	kvfs_put_be32(prefix, sp->id);
 	{
 		unsigned char uk[UNUSED_DKEY_LEN];
 
@@ -717,7 +656,7 @@ static int space_load(struct kvfs_meta_hf3fs *h, struct space *sp, MDB_txn *txn)
 			goto err_close_cursor;
 		}
 		e = add_entry(sp, (char *)k.mv_data + 4, k.mv_size - 4,
-			      hash_key((char *)k.mv_data + 4, k.mv_size - 4), dk.page,
+			      kvfs_hash_bytes((char *)k.mv_data + 4, k.mv_size - 4), dk.page,
 			      dk.seq ? dk.seq : 1);
 		if (!e) {
 			r = -ENOMEM;
@@ -771,7 +710,7 @@ static int space_load(struct kvfs_meta_hf3fs *h, struct space *sp, MDB_txn *txn)
 			r = -EIO;
 			goto err_close_cursor;
 		}
-		page = get_be32((unsigned char *)k.mv_data + 4);
+		page = kvfs_get_be32((unsigned char *)k.mv_data + 4);
 		if (page >= sp->num_pages || sp->pages[page].state != PAGE_FREE) {
 			r = -EIO;
 			goto err_close_cursor;
@@ -829,7 +768,7 @@ static int space_load(struct kvfs_meta_hf3fs *h, struct space *sp, MDB_txn *txn)
 	}
 	sp->fresh = sp->unused;
 	{
-		int64_t grace = h->lease_ms ? now_ms(CLOCK_MONOTONIC) + h->lease_ms : 0;
+		int64_t grace = h->lease_ms ? kvfs_now_ms(CLOCK_MONOTONIC) + h->lease_ms : 0;
 
 		/* ascending, so that the highest page is popped first, as from fresh */
 		for (uint32_t i = sp->unused; i < sp->num_pages; i++) {
@@ -888,7 +827,7 @@ static size_t space_dkey(uint32_t rank, const char *ns, unsigned char *buf)
 {
 	size_t len = strlen(ns);
 
-	put_be32(buf, rank);
+	kvfs_put_be32(buf, rank);
 	memcpy(buf + 4, ns, len);
 	return 4 + len;
 }
@@ -1006,7 +945,7 @@ static int load_all(struct kvfs_meta_hf3fs *h)
 			r = -EIO;
 			goto err_close_cursor;
 		}
-		sp = space_new(ds.id, get_be32(k.mv_data), ns, ds.num_pages);
+		sp = space_new(ds.id, kvfs_get_be32(k.mv_data), ns, ds.num_pages);
 		if (!sp) {
 			r = -ENOMEM;
 			goto err_close_cursor;
@@ -1234,7 +1173,7 @@ int kvfs_meta_hf3fs_exists(struct kvfs_meta_hf3fs *h, uint32_t rank, const char 
 		return r;
 	for (size_t i = 0; i < n; i++)
 		ret_exists[i] = find_entry(sp, keys[i].ptr, keys[i].len,
-					   hash_key(keys[i].ptr, keys[i].len)) != NULL;
+					   kvfs_hash_bytes(keys[i].ptr, keys[i].len)) != NULL;
 	pthread_mutex_unlock(&sp->lock);
 	return 0;
 }
@@ -1251,13 +1190,13 @@ int kvfs_meta_hf3fs_get(struct kvfs_meta_hf3fs *h, uint32_t rank, const char *ns
 	r = check_keys(keys, n);
 	if (r)
 		return r;
-	until = h->lease_ms ? now_ms(CLOCK_MONOTONIC) + h->lease_ms : 0;
+	until = h->lease_ms ? kvfs_now_ms(CLOCK_MONOTONIC) + h->lease_ms : 0;
 	r = lock_space(sp);
 	if (r)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		struct entry *e = find_entry(sp, keys[i].ptr, keys[i].len,
-					     hash_key(keys[i].ptr, keys[i].len));
+					     kvfs_hash_bytes(keys[i].ptr, keys[i].len));
 
 		if (!e) {
 			ret_indices[i] = -1;
@@ -1286,15 +1225,15 @@ int kvfs_meta_hf3fs_reserve(struct kvfs_meta_hf3fs *h, uint32_t rank, const char
 	r = check_keys(keys, n);
 	if (r)
 		return r;
-	now = now_ms(CLOCK_MONOTONIC);
-	wall = now_ms(CLOCK_REALTIME);
+	now = kvfs_now_ms(CLOCK_MONOTONIC);
+	wall = kvfs_now_ms(CLOCK_REALTIME);
 	r = lock_space(sp);
 	if (r)
 		return r;
 	/* Hits first, then new keys in order, as the reference does. */
 	for (size_t i = 0; i < n; i++) {
 		struct entry *e = find_entry(sp, keys[i].ptr, keys[i].len,
-					     hash_key(keys[i].ptr, keys[i].len));
+					     kvfs_hash_bytes(keys[i].ptr, keys[i].len));
 
 		ret[i].exists = e != NULL;
 		ret[i].index = -1;
@@ -1354,7 +1293,7 @@ int kvfs_meta_hf3fs_confirm(struct kvfs_meta_hf3fs *h, uint32_t rank, const char
 		const struct kvfs_meta_hf3fs_confirm *c = &confirms[i];
 		uint32_t page = (uint32_t)c->index;
 		struct page *pg = &sp->pages[page];
-		uint64_t hv = hash_key(c->key.ptr, c->key.len);
+		uint64_t hv = kvfs_hash_bytes(c->key.ptr, c->key.len);
 		struct entry *e;
 		struct pend *p;
 
@@ -1424,7 +1363,7 @@ int kvfs_meta_hf3fs_delete(struct kvfs_meta_hf3fs *h, uint32_t rank, const char 
 		return r;
 	for (size_t i = 0; i < n && !w.r; i++) {
 		struct entry *e = find_entry(sp, keys[i].ptr, keys[i].len,
-					     hash_key(keys[i].ptr, keys[i].len));
+					     kvfs_hash_bytes(keys[i].ptr, keys[i].len));
 		uint32_t page;
 
 		if (!e)
@@ -1454,7 +1393,7 @@ int kvfs_meta_hf3fs_clear(struct kvfs_meta_hf3fs *h, uint32_t rank, const char *
 
 	if (r)
 		return r;
-	put_be32(prefix, sp->id);
+	kvfs_put_be32(prefix, sp->id);
 	r = lock_space(sp);
 	if (r)
 		return r;
