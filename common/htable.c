@@ -113,15 +113,20 @@ struct kvfs_hnode *kvfs_htable_next(const struct kvfs_hnode *n, uint64_t hash)
 	return (struct kvfs_hnode *)n;
 }
 
-void kvfs_htable_remove(struct kvfs_htable *t, struct kvfs_hnode *n)
+bool kvfs_htable_remove(struct kvfs_htable *t, struct kvfs_hnode *n)
 {
-	struct kvfs_hnode **pp = &t->buckets[n->hash & t->mask];
+	struct kvfs_hnode **pp;
 
-	while (*pp != n)
-		pp = &(*pp)->next;
+	if (!t->buckets)
+		return false;
+	for (pp = &t->buckets[n->hash & t->mask]; *pp && *pp != n; pp = &(*pp)->next)
+		;
+	if (!*pp)
+		return false;
 	*pp = n->next;
 	n->next = NULL;
 	t->count--;
+	return true;
 }
 
 struct kvfs_hnode *kvfs_htable_iter(const struct kvfs_htable *t, struct kvfs_hiter *it)

@@ -18,6 +18,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,8 +60,8 @@ int kvfs_htable_insert(struct kvfs_htable *t, struct kvfs_hnode *n, uint64_t has
 struct kvfs_hnode *kvfs_htable_first(const struct kvfs_htable *t, uint64_t hash);
 struct kvfs_hnode *kvfs_htable_next(const struct kvfs_hnode *n, uint64_t hash);
 
-/* Remove @n, which must be in @t. */
-void kvfs_htable_remove(struct kvfs_htable *t, struct kvfs_hnode *n);
+/* Remove @n; false (and nothing changes) if it is not in @t. */
+bool kvfs_htable_remove(struct kvfs_htable *t, struct kvfs_hnode *n);
 
 /*
  * Iterate over every node: start with struct kvfs_hiter it = KVFS_HITER_INIT; returns NULL at

@@ -61,6 +61,7 @@
 
 #include "pool.h"
 #include "state.h"
+#include "htable.h"
 #include "util.h"
 
 #define DB_VERSION	      1u
@@ -158,13 +159,12 @@ struct dir {
 };
 
 struct inode {
-	struct inode *ino_next;	 /* ino_tab chain */
-	struct inode *name_next; /* name_tab chain */
+	struct kvfs_hnode ino_node;  /* in s->inos, by ino */
+	struct kvfs_hnode name_node; /* in s->names, by (parent, name) while named */
 	uint64_t ino;
 	uint64_t parent; /* 0 when nameless: root or orphan */
 	uint64_t seq;	 /* cookie in the parent's listing */
 	char *name;	 /* NUL-terminated; NULL when nameless */
-	uint32_t name_hash;
 	uint16_t name_len;
 	uint8_t in_lru;
 	struct pool *pool; /* NULL for the root */
@@ -228,7 +228,7 @@ struct node {
 };
 
 struct lease {
-	struct lease *next;
+	struct kvfs_hnode hnode; /* in s->leases, by id */
 	uint64_t id;
 	uint64_t ino;
 	uint32_t node;
@@ -255,19 +255,16 @@ struct meta_state {
 	struct kvfs_meta_callbacks cb;
 
 	/* all below guarded by lock */
-	bool broken;	  /* a store write failed after memory changed: refuse mutations */
-	MDB_txn *txn;	  /* the write transaction of the running call */
-	int txn_err;	  /* first store error of that transaction */
-	unsigned commits; /* since the last store_trim() */
-	void *map_base;	  /* LMDB's mapping of data.mdb (NULL: not found, no trimming) */
-	struct inode **ino_tab;
-	size_t ino_mask;
+	bool broken;		 /* a store write failed after memory changed: refuse mutations */
+	MDB_txn *txn;		 /* the write transaction of the running call */
+	int txn_err;		 /* first store error of that transaction */
+	unsigned commits;	 /* since the last store_trim() */
+	void *map_base;		 /* LMDB's mapping of data.mdb (NULL: not found, no trimming) */
+	struct kvfs_htable inos; /* every inode, by ino */
 	size_t ninodes;
-	struct inode **name_tab;
-	size_t name_mask;
+	struct kvfs_htable names; /* named inodes, by (parent, name) */
 	size_t nnames;
-	struct lease **lease_tab;
-	size_t lease_mask;
+	struct kvfs_htable leases; /* by id */
 	size_t nleases;
 	uint64_t next_lease;
 	struct pool *pools;
@@ -284,25 +281,9 @@ struct meta_state {
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 static uint64_t name_hash(uint64_t parent, const char *name, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ull ^ mix64(parent);
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)name[i];
-		h *= 0x100000001b3ull;
-	}
-	return mix64(h);
+	return kvfs_hash_bytes(name, len) ^ kvfs_hash_u64(parent);
 }
 
 static size_t pow2_ceil(size_t n)
@@ -620,95 +601,42 @@ static size_t xattr_key(uint8_t *k, uint64_t ino, const char *name, size_t nlen)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Hash tables. Growth failures are ignored: the old table keeps working with longer chains. */
-
-static void ino_tab_grow(struct meta_state *s)
-{
-	size_t nb = (s->ino_mask + 1) * 2;
-	struct inode **t = calloc(nb, sizeof(*t));
-
-	if (!t)
-		return;
-	for (size_t b = 0; b <= s->ino_mask; b++) {
-		struct inode *in = s->ino_tab[b], *next;
-
-		for (; in; in = next) {
-			size_t nbk = mix64(in->ino) & (nb - 1);
-
-			next = in->ino_next;
-			in->ino_next = t[nbk];
-			t[nbk] = in;
-		}
-	}
-	free(s->ino_tab);
-	s->ino_tab = t;
-	s->ino_mask = nb - 1;
-}
+/* Hash tables (common/htable.h): inodes by number, names by (parent, name), leases by id */
 
 static void ino_tab_insert(struct meta_state *s, struct inode *in)
 {
-	size_t b;
-
-	if (s->ninodes >= s->ino_mask + 1)
-		ino_tab_grow(s);
-	b = mix64(in->ino) & s->ino_mask;
-	in->ino_next = s->ino_tab[b];
-	s->ino_tab[b] = in;
+	(void)kvfs_htable_insert(&s->inos, &in->ino_node, kvfs_hash_u64(in->ino)); /* reserved */
 	s->ninodes++;
 }
 
 static struct inode *ino_find(struct meta_state *s, uint64_t ino)
 {
-	struct inode *in = s->ino_tab[mix64(ino) & s->ino_mask];
+	uint64_t h = kvfs_hash_u64(ino);
 
-	while (in && in->ino != ino)
-		in = in->ino_next;
-	return in;
+	for (struct kvfs_hnode *n = kvfs_htable_first(&s->inos, h); n; n = kvfs_htable_next(n, h)) {
+		struct inode *in = kvfs_container_of(n, struct inode, ino_node);
+
+		if (in->ino == ino)
+			return in;
+	}
+	return NULL;
 }
 
 static void ino_tab_remove(struct meta_state *s, struct inode *in)
 {
-	struct inode **pp = &s->ino_tab[mix64(in->ino) & s->ino_mask];
-
-	while (*pp && *pp != in)
-		pp = &(*pp)->ino_next;
-	if (*pp) {
-		*pp = in->ino_next;
+	if (kvfs_htable_remove(&s->inos, &in->ino_node))
 		s->ninodes--;
-	}
-}
-
-static void name_tab_grow(struct meta_state *s)
-{
-	size_t nb = (s->name_mask + 1) * 2;
-	struct inode **t = calloc(nb, sizeof(*t));
-
-	if (!t)
-		return;
-	for (size_t b = 0; b <= s->name_mask; b++) {
-		struct inode *in = s->name_tab[b], *next;
-
-		for (; in; in = next) {
-			size_t nbk = name_hash(in->parent, in->name, in->name_len) & (nb - 1);
-
-			next = in->name_next;
-			in->name_next = t[nbk];
-			t[nbk] = in;
-		}
-	}
-	free(s->name_tab);
-	s->name_tab = t;
-	s->name_mask = nb - 1;
 }
 
 static struct inode *name_find(struct meta_state *s, uint64_t parent, const char *name, size_t len)
 {
 	uint64_t h = name_hash(parent, name, len);
-	struct inode *in = s->name_tab[h & s->name_mask];
 
-	for (; in; in = in->name_next) {
-		if (in->name_hash == (uint32_t)h && in->parent == parent && in->name_len == len &&
-		    memcmp(in->name, name, len) == 0)
+	for (struct kvfs_hnode *n = kvfs_htable_first(&s->names, h); n;
+	     n = kvfs_htable_next(n, h)) {
+		struct inode *in = kvfs_container_of(n, struct inode, name_node);
+
+		if (in->parent == parent && in->name_len == len && memcmp(in->name, name, len) == 0)
 			return in;
 	}
 	return NULL;
@@ -716,69 +644,47 @@ static struct inode *name_find(struct meta_state *s, uint64_t parent, const char
 
 static void name_tab_insert(struct meta_state *s, struct inode *in)
 {
-	uint64_t h;
-	size_t b;
-
-	if (s->nnames >= s->name_mask + 1)
-		name_tab_grow(s);
-	h = name_hash(in->parent, in->name, in->name_len);
-	in->name_hash = (uint32_t)h;
-	b = h & s->name_mask;
-	in->name_next = s->name_tab[b];
-	s->name_tab[b] = in;
+	(void)kvfs_htable_insert(&s->names, &in->name_node,
+				 name_hash(in->parent, in->name, in->name_len));
 	s->nnames++;
 }
 
 static void name_tab_remove(struct meta_state *s, struct inode *in)
 {
-	uint64_t h = name_hash(in->parent, in->name, in->name_len);
-	struct inode **pp = &s->name_tab[h & s->name_mask];
-
-	while (*pp && *pp != in)
-		pp = &(*pp)->name_next;
-	if (*pp) {
-		*pp = in->name_next;
+	if (kvfs_htable_remove(&s->names, &in->name_node))
 		s->nnames--;
-	}
 }
 
-static void lease_tab_grow(struct meta_state *s)
+static void lease_tab_insert(struct meta_state *s, struct lease *ls)
 {
-	size_t nb = (s->lease_mask + 1) * 2;
-	struct lease **t = calloc(nb, sizeof(*t));
-
-	if (!t)
-		return;
-	for (size_t b = 0; b <= s->lease_mask; b++) {
-		struct lease *l = s->lease_tab[b], *next;
-
-		for (; l; l = next) {
-			size_t nbk = mix64(l->id) & (nb - 1);
-
-			next = l->next;
-			l->next = t[nbk];
-			t[nbk] = l;
-		}
-	}
-	free(s->lease_tab);
-	s->lease_tab = t;
-	s->lease_mask = nb - 1;
+	(void)kvfs_htable_insert(&s->leases, &ls->hnode, kvfs_hash_u64(ls->id));
+	s->nleases++;
 }
 
 /* Unlink and return the lease @id, or NULL. */
 static struct lease *lease_take(struct meta_state *s, uint64_t id)
 {
-	struct lease **pp = &s->lease_tab[mix64(id) & s->lease_mask];
-	struct lease *l;
+	uint64_t h = kvfs_hash_u64(id);
 
-	while (*pp && (*pp)->id != id)
-		pp = &(*pp)->next;
-	l = *pp;
-	if (l) {
-		*pp = l->next;
-		s->nleases--;
+	for (struct kvfs_hnode *n = kvfs_htable_first(&s->leases, h); n;
+	     n = kvfs_htable_next(n, h)) {
+		struct lease *l = kvfs_container_of(n, struct lease, hnode);
+
+		if (l->id == id) {
+			kvfs_htable_remove(&s->leases, n);
+			s->nleases--;
+			return l;
+		}
 	}
-	return l;
+	return NULL;
+}
+
+/* The next inode of an iteration over all of them (it starts as KVFS_HITER_INIT), or NULL. */
+static struct inode *ino_next(struct meta_state *s, struct kvfs_hiter *it)
+{
+	struct kvfs_hnode *n = kvfs_htable_iter(&s->inos, it);
+
+	return n ? kvfs_container_of(n, struct inode, ino_node) : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2516,7 +2422,6 @@ int meta_state_open(struct meta_state *s, uint64_t ino, uint32_t node, uint64_t 
 	struct kvfs_layout *l = NULL;
 	struct lease *ls;
 	struct inode *in;
-	size_t b;
 	int r;
 
 	ls = malloc(sizeof(*ls));
@@ -2533,15 +2438,10 @@ int meta_state_open(struct meta_state *s, uint64_t ino, uint32_t node, uint64_t 
 			goto err_unlock;
 		}
 	}
-	if (s->nleases >= s->lease_mask + 1)
-		lease_tab_grow(s);
 	ls->id = ++s->next_lease;
 	ls->ino = ino;
 	ls->node = node;
-	b = mix64(ls->id) & s->lease_mask;
-	ls->next = s->lease_tab[b];
-	s->lease_tab[b] = ls;
-	s->nleases++;
+	lease_tab_insert(s, ls);
 	in->nleases++;
 	lru_remove(in);
 	in->f.lru_stamp = ++s->clock;
@@ -2584,11 +2484,7 @@ int meta_state_close(struct meta_state *s, uint64_t ino, uint64_t lease)
 	}
 	if (ls->ino != ino) {
 		/* put it back: the caller named the wrong file */
-		size_t b = mix64(ls->id) & s->lease_mask;
-
-		ls->next = s->lease_tab[b];
-		s->lease_tab[b] = ls;
-		s->nleases++;
+		lease_tab_insert(s, ls);
 		r = -EINVAL;
 		goto out;
 	}
@@ -2907,8 +2803,10 @@ static int all_files(struct meta_state *s, struct inode ***ret, size_t *ret_n)
 
 	if (!v)
 		return -ENOMEM;
-	for (size_t b = 0; b <= s->ino_mask; b++) {
-		for (struct inode *in = s->ino_tab[b]; in; in = in->ino_next) {
+	{
+		struct kvfs_hiter it = KVFS_HITER_INIT;
+
+		for (struct inode *in; (in = ino_next(s, &it));) {
 			if (is_reg(in))
 				v[n++] = in;
 		}
@@ -3018,8 +2916,10 @@ static int rebuild_palloc(struct meta_state *s, struct node *nd)
 /* Return every page of @nd's live incarnation to its allocator (the node restarts). */
 static void release_node_pages(struct meta_state *s, struct node *nd)
 {
-	for (size_t b = 0; b <= s->ino_mask; b++) {
-		for (struct inode *in = s->ino_tab[b]; in; in = in->ino_next) {
+	{
+		struct kvfs_hiter it = KVFS_HITER_INIT;
+
+		for (struct inode *in; (in = ino_next(s, &it));) {
 			if (!is_reg(in))
 				continue;
 			for (uint32_t j = 0; j < in->f.npages; j++) {
@@ -3145,24 +3045,22 @@ int meta_state_node_leave_inc(struct meta_state *s, uint32_t node, uint32_t inca
 	if (r < 0)
 		goto out;
 	/* the node's leases go with it */
-	for (size_t b = 0; b <= s->lease_mask; b++) {
-		struct lease **pp = &s->lease_tab[b];
+	for (struct kvfs_hiter it = KVFS_HITER_INIT;;) {
+		struct kvfs_hnode *n = kvfs_htable_iter(&s->leases, &it);
+		struct lease *l;
+		struct inode *in;
 
-		while (*pp) {
-			struct lease *l = *pp;
-			struct inode *in;
-
-			if (l->node != node) {
-				pp = &l->next;
-				continue;
-			}
-			*pp = l->next;
-			s->nleases--;
-			in = ino_find(s, l->ino);
-			if (in)
-				lease_drop(s, in);
-			free(l);
-		}
+		if (!n)
+			break;
+		l = kvfs_container_of(n, struct lease, hnode);
+		if (l->node != node)
+			continue;
+		kvfs_htable_remove(&s->leases, n);
+		s->nleases--;
+		in = ino_find(s, l->ino);
+		if (in)
+			lease_drop(s, in);
+		free(l);
 	}
 	if (nd->owned)
 		old = nd->pa;
@@ -3602,8 +3500,10 @@ static int load_finish(struct meta_state *s)
 			return -EIO;
 		p->root = root;
 	}
-	for (size_t b = 0; b <= s->ino_mask; b++) {
-		for (struct inode *in = s->ino_tab[b]; in; in = in->ino_next) {
+	{
+		struct kvfs_hiter it = KVFS_HITER_INIT;
+
+		for (struct inode *in; (in = ino_next(s, &it));) {
 			if (is_dir(in) && in->d->n > 1)
 				qsort(in->d->slots, in->d->n, sizeof(struct dslot), cmp_slot);
 		}
@@ -3629,8 +3529,10 @@ static int load_finish(struct meta_state *s)
 	for (size_t i = 0; i < nlru; i++)
 		lru_update(s, lru[i]);
 	free(lru);
-	for (size_t b = 0; b <= s->ino_mask; b++) {
-		for (struct inode *in = s->ino_tab[b]; in; in = in->ino_next) {
+	{
+		struct kvfs_hiter it = KVFS_HITER_INIT;
+
+		for (struct inode *in; (in = ino_next(s, &it));) {
 			if (is_dir(in) && in != s->root && !in->name) {
 				free(v);
 				return -EIO; /* a directory without a name: the tree is broken */
@@ -3761,15 +3663,14 @@ int meta_state_create(const struct meta_state_config *cfg, struct meta_state **r
 	pthread_mutex_init(&s->lock, NULL);
 	s->lock_fd = -1;
 	s->cb = cfg->cb;
-	s->ino_tab = calloc(TAB_MIN, sizeof(*s->ino_tab));
-	s->name_tab = calloc(TAB_MIN, sizeof(*s->name_tab));
-	s->lease_tab = calloc(64, sizeof(*s->lease_tab));
-	if (!s->ino_tab || !s->name_tab || !s->lease_tab) {
+	/* reserved, so that the first inserts cannot fail; past that a failed growth only
+	 * lengthens chains */
+	if (kvfs_htable_reserve(&s->inos, TAB_MIN) < 0 ||
+	    kvfs_htable_reserve(&s->names, TAB_MIN) < 0 ||
+	    kvfs_htable_reserve(&s->leases, 64) < 0) {
 		r = -ENOMEM;
 		goto err_destroy;
 	}
-	s->ino_mask = s->name_mask = TAB_MIN - 1;
-	s->lease_mask = 63;
 
 	r = kvfs_mkdir_p(cfg->dir, 0755);
 	if (r < 0)
@@ -3823,34 +3724,29 @@ void meta_state_destroy(struct meta_state *s)
 {
 	if (!s)
 		return;
-	if (s->ino_tab) {
-		for (size_t b = 0; b <= s->ino_mask; b++) {
-			struct inode *in = s->ino_tab[b], *next;
+	for (struct kvfs_hiter it = KVFS_HITER_INIT;;) {
+		struct inode *in = ino_next(s, &it);
 
-			for (; in; in = next) {
-				next = in->ino_next;
-				if (is_reg(in)) {
-					free(in->f.pages);
-					free(in->f.pend);
-				} else if (in->d) {
-					free(in->d->slots);
-					free(in->d);
-				}
-				xattrs_free(in->xattrs);
-				free(in->name);
-				free(in);
-			}
+		if (!in)
+			break;
+		if (is_reg(in)) {
+			free(in->f.pages);
+			free(in->f.pend);
+			free(in->f.cut);
+		} else if (in->d) {
+			free(in->d->slots);
+			free(in->d);
 		}
+		xattrs_free(in->xattrs);
+		free(in->name);
+		free(in);
 	}
-	if (s->lease_tab) {
-		for (size_t b = 0; b <= s->lease_mask; b++) {
-			struct lease *l = s->lease_tab[b], *next;
+	for (struct kvfs_hiter it = KVFS_HITER_INIT;;) {
+		struct kvfs_hnode *n = kvfs_htable_iter(&s->leases, &it);
 
-			for (; l; l = next) {
-				next = l->next;
-				free(l);
-			}
-		}
+		if (!n)
+			break;
+		free(kvfs_container_of(n, struct lease, hnode));
 	}
 	while (s->pools) {
 		struct pool *p = s->pools;
@@ -3863,9 +3759,9 @@ void meta_state_destroy(struct meta_state *s)
 			kvfs_palloc_destroy(s->nodes[i].pa);
 	}
 	free(s->nodes);
-	free(s->ino_tab);
-	free(s->name_tab);
-	free(s->lease_tab);
+	kvfs_htable_fini(&s->inos);
+	kvfs_htable_fini(&s->names);
+	kvfs_htable_fini(&s->leases);
 	if (s->env)
 		mdb_env_close(s->env);
 	if (s->lock_fd >= 0)
