@@ -49,10 +49,29 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	fs_reply_entry(req, &a);
 }
 
-void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+/*
+ * Create the regular file @name in @parent for the caller of @req (its umask, uid and gid),
+ * failing with -EEXIST if the name is taken: MKNOD and CREATE both make files this way.
+ * Returns 0 and the new file's attributes, or a negative errno.
+ */
+int fs_create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		   struct kvfs_attr *ret_attr)
 {
 	struct kvfs_fs *fs = fs_of(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int r;
+
+	CTR(fs, creates);
+	r = fs_check_name(parent, name);
+	if (r == 0)
+		r = fs->meta->ops->create(fs->meta, parent, name,
+					  (mode & ~ctx->umask & 07777) | S_IFREG, ctx->uid,
+					  ctx->gid, true, ret_attr);
+	return r;
+}
+
+void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
 	struct kvfs_attr a;
 	int r;
 
@@ -62,12 +81,7 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 		fs_reply_err(req, -EPERM);
 		return;
 	}
-	CTR(fs, creates);
-	r = fs_check_name(parent, name);
-	if (r == 0)
-		r = fs->meta->ops->create(fs->meta, parent, name,
-					  (mode & ~ctx->umask & 07777) | S_IFREG, ctx->uid,
-					  ctx->gid, true, &a);
+	r = fs_create_file(req, parent, name, mode, &a);
 	if (r < 0) {
 		fs_reply_err(req, r);
 		return;

@@ -510,12 +510,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	bool existed = false;
 	int r;
 
-	CTR(fs, creates);
-	r = fs_check_name(parent, name);
-	if (r == 0)
-		r = fs->meta->ops->create(fs->meta, parent, name,
-					  (mode & ~ctx->umask & 07777) | S_IFREG, ctx->uid,
-					  ctx->gid, true, &a);
+	r = fs_create_file(req, parent, name, mode, &a);
 	if (r == -EEXIST && !(fi->flags & O_EXCL)) {
 		existed = true;
 		r = fs->meta->ops->lookup(fs->meta, parent, name, &a);

@@ -107,6 +107,8 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t 
 
 /* dir.c */
 int fs_check_name(fuse_ino_t parent, const char *name);
+int fs_create_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		   struct kvfs_attr *ret_attr);
 void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
 void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
 void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);

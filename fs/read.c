@@ -179,7 +179,8 @@ static int plan_read(struct kvfs_fs *fs, struct fs_inode *in, uint64_t off, uint
 	p->hits = malloc(nslots * sizeof(*p->hits));
 	if (!p->iov || !p->pins || !p->hits)
 		return -ENOMEM;
-	p->ra = fs_ra_get(o, p->gen);
+	/* windows exist only with --meta (embedded: every page is local): no lock for them */
+	p->ra = fs->palloc ? NULL : fs_ra_get(o, p->gen);
 	for (pos = off; pos < end;) {
 		uint64_t idx = pos / P, in_page = pos % P, n = P - in_page;
 		struct fs_page *pg = fs_pagemap_find(&o->pages, idx);
